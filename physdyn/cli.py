@@ -1,0 +1,43 @@
+"""The ``physdyn`` command. Each subcommand lives in ``physdyn/commands/<name>.py``.
+
+Exit status: 0 success, 2 bad input (one line on stderr, no traceback, nothing half-written), 1 otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from .commands import COMMANDS, UsageError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="physdyn", description="Simulate, learn and judge physical dynamical systems."
+    )
+    parser.add_argument("--version", action="version", version=f"physdyn {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in COMMANDS:
+        importlib.import_module(f".commands.{name}", __package__).add_parser(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)  # argparse itself exits 2 on a malformed command line
+    try:
+        return int(args.run(args) or 0)
+    except UsageError as err:
+        print(f"physdyn {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("physdyn: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

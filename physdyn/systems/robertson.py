@@ -1,0 +1,7 @@
+"""Placeholder: being written."""
+
+from ._base import System
+
+
+class Robertson(System):
+    name = "robertson"
