@@ -125,7 +125,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         save(traj, out, overwrite=args.force)
     except OSError as err:  # save removes its temporary file before re-raising
-        raise UsageError(f"--out {out}: cannot write ({err.strerror or err})") from None
+        reason = os.strerror(err.errno) if err.errno else str(err)  # h5py's own text runs over many clauses
+        raise UsageError(f"--out {out}: cannot write ({reason})") from None
     if not args.quiet:
         t = traj.t
         shape = "×".join(str(s) for s in traj.states.shape)

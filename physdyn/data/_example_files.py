@@ -14,7 +14,11 @@ from ._trajectories import Trajectories
 
 
 def example_trajectories(
-    n_trajectories: int = 3, n_times: int = 20, state_dim: int = 2, seed: int = 0, per_trajectory_times: bool = False
+    n_trajectories: int = 3,
+    n_times: int = 20,
+    state_dim: int = 2,
+    seed: int = 0,
+    per_trajectory_times: bool = False,
 ) -> Trajectories:
     """Damped rotations x(t) = exp(-0.1 t) R(t) x0: smooth, known in closed form, dx/dt included."""
     g = torch.Generator().manual_seed(seed)
@@ -25,9 +29,10 @@ def example_trajectories(
         t = torch.linspace(0.0, 2.0, n_times, dtype=torch.float64)
     tt = t.expand(n_trajectories, n_times)[..., None]
     x0 = torch.randn(n_trajectories, 1, state_dim, generator=g, dtype=torch.float64)
-    phase = tt * torch.arange(1, state_dim + 1, dtype=torch.float64)
+    omega = torch.arange(1, state_dim + 1, dtype=torch.float64)
+    phase = tt * omega
     states = x0 * torch.exp(-0.1 * tt) * torch.cos(phase)
-    derivatives = x0 * torch.exp(-0.1 * tt) * (-0.1 * torch.cos(phase) - torch.arange(1, state_dim + 1) * torch.sin(phase))
+    derivatives = x0 * torch.exp(-0.1 * tt) * (-0.1 * torch.cos(phase) - omega * torch.sin(phase))
     return Trajectories(
         t=t,
         states=states,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
+import secrets
 from pathlib import Path
 
 import h5py
@@ -34,10 +34,11 @@ def save(traj: Trajectories, path: str | os.PathLike, *, overwrite: bool = False
     path = Path(path)
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path}: file exists (pass overwrite=True to replace it)")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    # Not tempfile.mkstemp: its files are private (mode 0600) and the rename would keep that mode;
+    # h5py's exclusive create ("x") makes the file with the user's umask, as any other program would.
+    tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
     try:
-        with h5py.File(tmp, "w") as f:
+        with h5py.File(tmp, "x") as f:
             f.attrs["physdyn_format"] = FORMAT_VERSION
             f.attrs["system"] = traj.system
             f.attrs["state_names"] = list(traj.state_names)
@@ -48,7 +49,8 @@ def save(traj: Trajectories, path: str | os.PathLike, *, overwrite: bool = False
             if traj.mask is not None:
                 f.create_dataset("mask", data=traj.mask.cpu().numpy().astype(bool), compression="gzip")
             if traj.derivatives is not None:
-                f.create_dataset("derivatives", data=traj.derivatives.detach().cpu().numpy(), compression="gzip")
+                dx = traj.derivatives.detach().cpu().numpy()
+                f.create_dataset("derivatives", data=dx, compression="gzip")
             for name, value in traj.params.items():
                 f.create_dataset(f"params/{name}", data=value.detach().cpu().numpy())
         os.replace(tmp, path)
@@ -91,6 +93,11 @@ def load(
         raise DataFormatError(f"{path}: not an HDF5 file")
     try:
         with h5py.File(path, "r") as f:
+            version = f.attrs.get("physdyn_format", FORMAT_VERSION)  # files from other tools have none
+            if version != FORMAT_VERSION:
+                raise DataFormatError(
+                    f"{path}: attribute 'physdyn_format' is {version}, expected {FORMAT_VERSION}"
+                )
             return _read(f, path, states, times, layout, mask, derivatives)
     except DataFormatError:
         raise
@@ -101,10 +108,17 @@ def load(
 def _read(f, path, states_key, times_key, layout, mask_key, deriv_key) -> Trajectories:
     def dataset(key: str) -> np.ndarray:
         if key not in f:
-            raise DataFormatError(f"{path}: key '{key}' not found (datasets: {', '.join(_datasets(f)) or 'none'})")
+            found = ", ".join(_datasets(f)) or "none"
+            raise DataFormatError(f"{path}: key '{key}' not found (datasets: {found})")
         if not isinstance(f[key], h5py.Dataset):
             raise DataFormatError(f"{path}: key '{key}' is a group, not a dataset")
-        return f[key][()]
+        try:
+            value = np.asarray(f[key][()])
+        except (OSError, RuntimeError) as err:
+            raise DataFormatError(f"{path}: key '{key}' cannot be read, corrupt data ({err})") from None
+        if value.dtype.kind not in "biuf":
+            raise DataFormatError(f"{path}: key '{key}' must hold real numbers, got dtype {value.dtype}")
+        return value
 
     x = _to_ntd(dataset(states_key), layout, path, states_key)
     if not np.issubdtype(x.dtype, np.floating):
@@ -117,7 +131,7 @@ def _read(f, path, states_key, times_key, layout, mask_key, deriv_key) -> Trajec
     if t.ndim == 2 and layout == "TND":
         t = t.T
     if t.ndim == 2 and layout == "TD":
-        raise DataFormatError(f"{path}: key '{times_key}' must have rank 1 for layout TD, got shape {t.shape}")
+        raise DataFormatError(f"{path}: key '{times_key}' must have rank 1 for layout TD, shape is {t.shape}")
     if t.ndim not in (1, 2):
         raise DataFormatError(f"{path}: key '{times_key}' must have rank 1 or 2, got shape {t.shape}")
     expected = (n_t,) if t.ndim == 1 else (n, n_t)
@@ -130,8 +144,13 @@ def _read(f, path, states_key, times_key, layout, mask_key, deriv_key) -> Trajec
         raise DataFormatError(f"{path}: key '{times_key}' contains NaN or Inf")
     steps = np.diff(t, axis=-1)
     if np.any(steps <= 0):
-        bad = np.argwhere(steps <= 0)[0]
-        raise DataFormatError(f"{path}: key '{times_key}' is not strictly increasing (at index {tuple(bad)})")
+        *row, col = (int(i) for i in np.argwhere(steps <= 0)[0])
+        now, before = t[(*row, col + 1)], t[(*row, col)]
+        where = (*row, col + 1) if layout != "TND" else (col + 1, *row)  # as stored in the file
+        raise DataFormatError(
+            f"{path}: key '{times_key}' is not strictly increasing "
+            f"(at index {where}: {now:g} after {before:g})"
+        )
 
     m = None
     if mask_key is not None and mask_key in f:
@@ -154,10 +173,10 @@ def _read(f, path, states_key, times_key, layout, mask_key, deriv_key) -> Trajec
 
     params = {}
     if "params" in f and isinstance(f["params"], h5py.Group):
-        for name, ds in f["params"].items():
-            value = np.asarray(ds[()], dtype=np.float64)
+        for name in f["params"]:
+            value = dataset(f"params/{name}").astype(np.float64)
             if value.shape != (n,):
-                raise DataFormatError(f"{path}: key 'params/{name}' must have shape ({n},), got {value.shape}")
+                raise DataFormatError(f"{path}: key 'params/{name}' must have shape ({n},), is {value.shape}")
             params[name] = torch.from_numpy(value)
 
     attrs = f.attrs
@@ -185,7 +204,8 @@ def _to_ntd(a: np.ndarray, layout: str, path: Path, key: str) -> np.ndarray:
     min_rank = len(layout)
     if a.ndim < min_rank:
         raise DataFormatError(
-            f"{path}: key '{key}' has rank {a.ndim} (shape {a.shape}) but layout {layout} needs rank >= {min_rank}"
+            f"{path}: key '{key}' has rank {a.ndim} (shape {a.shape}); "
+            f"layout {layout} needs rank >= {min_rank}"
         )
     if layout == "TND":
         a = np.swapaxes(a, 0, 1)
