@@ -34,6 +34,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as err:
         print(f"physdyn {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except ValueError as err:
+        # Imported here, not at the top: it brings in torch, which `physdyn --help` need not wait for.
+        from .data import DataFormatError
+
+        if not isinstance(err, DataFormatError):
+            raise
+        print(f"physdyn {args.command}: error: {err}", file=sys.stderr)  # a bad input file is bad input
+        return 2
     except KeyboardInterrupt:
         print("physdyn: interrupted", file=sys.stderr)
         return 130

@@ -208,3 +208,22 @@ def test_console_script_exit_status_and_stderr(tmp_path):
     assert result.returncode == 2
     assert result.stderr == "physdyn simulate: error: --dt 0.0: must be a positive number\n"
     assert result.stdout == "" and not out.exists()
+
+
+def test_a_bad_data_file_is_bad_input(cli, monkeypatch):
+    """Any command that meets a DataFormatError exits 2 with its one line; other errors are not hidden."""
+    from physdyn.commands import systems as command
+    from physdyn.data import DataFormatError
+
+    def bad_file(args):
+        raise DataFormatError("x.h5: key 't' not found (datasets: states)")
+
+    monkeypatch.setattr(command, "run", bad_file)
+    assert cli("systems") == (2, "", "physdyn systems: error: x.h5: key 't' not found (datasets: states)\n")
+
+    def bug(args):
+        raise ValueError("a bug, not bad input")
+
+    monkeypatch.setattr(command, "run", bug)
+    with pytest.raises(ValueError, match="a bug"):
+        cli("systems")
