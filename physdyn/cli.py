@@ -17,7 +17,11 @@ def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
     parser = argparse.ArgumentParser(
-        prog="physdyn", description="Simulate, learn and judge physical dynamical systems."
+        prog="physdyn",
+        description="Simulate, learn and judge physical dynamical systems.",
+        epilog="`physdyn COMMAND --help` shows a command's options and examples.\n"
+        "Exit status: 0 success, 2 bad input (one line on stderr), 1 anything else.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"physdyn {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)

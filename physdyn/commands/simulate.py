@@ -18,9 +18,9 @@ examples:
   physdyn simulate lorenz --out noisy.h5 --noise 0.5 --noise-type multiplicative
   physdyn simulate pendulum --out pendulum.h5 --set L=2 --noise 0.1 --force
 
-Unset options take the system's defaults (see `physdyn systems`). The same arguments and seed give the
-same file. The file is written under a temporary name and renamed, so an interrupted run leaves nothing.
-The format is described in docs/data-format.md.
+Unset options take the system's defaults (`physdyn systems --json` lists them).
+The same arguments and seed give the same file, byte for byte. The file is written under a temporary
+name and renamed, so an interrupted run leaves nothing. Format: docs/data-format.md.
 """
 
 

@@ -26,12 +26,17 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--json", action="store_true", help="print a JSON list instead of a table")
+    p.add_argument("--json", action="store_true",
+                   help="print a JSON list instead of a table (adds each system's simulation defaults)")
     p.set_defaults(run=run)
 
 
 def describe() -> list[dict[str, Any]]:
-    """One record per registered system, at its default parameters."""
+    """One record per registered system, at its default parameters.
+
+    Keys: name, state_shape, params (name -> default), invariants, description, simulate_defaults
+    (n_trajectories, t_end, dt used by ``simulate`` when not given).
+    """
     from .. import systems
 
     records = []
@@ -43,6 +48,7 @@ def describe() -> list[dict[str, Any]]:
             "params": dict(system.params),
             "invariants": list(system.invariants),
             "description": system.facts.get("description", ""),
+            "simulate_defaults": dict(system.facts.get("simulate", {})),
         })
     return records
 
