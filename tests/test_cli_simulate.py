@@ -98,6 +98,7 @@ BAD_INPUT = [
     (["--t-end", "1", "--dt", "3"], "dt=3.0 is longer than t_end=1.0"),
     (["--n-traj", "0"], "--n-traj 0: must be at least 1"),
     (["--noise", "-0.5"], "--noise -0.5: must be a number >= 0"),
+    (["--noise-type", "additive"], "--noise-type additive: applies only with --noise > 0"),
 ]
 
 

@@ -97,6 +97,8 @@ def check_numbers(args: argparse.Namespace) -> None:
         raise UsageError(f"--n-traj {args.n_traj}: must be at least 1")
     if not (math.isfinite(args.noise) and args.noise >= 0):
         raise UsageError(f"--noise {args.noise}: must be a number >= 0")
+    if args.noise_type is not None and args.noise == 0:
+        raise UsageError(f"--noise-type {args.noise_type}: applies only with --noise > 0")
 
 
 def run(args: argparse.Namespace) -> int:
