@@ -2,15 +2,32 @@
 
 from ._example_files import example_trajectories, write_example_file
 from ._hdf5 import FORMAT_VERSION, LAYOUTS, DataFormatError, load, save
+from ._normalization import NORMALIZATIONS, Normalizer
 from ._trajectories import Trajectories
+from ._windows import WindowDataset, split_by_trajectory
+
+
+def __getattr__(name: str):
+    # The data module needs Lightning, whose import takes seconds; only training pays for it.
+    if name == "TrajectoryDataModule":
+        from ._datamodule import TrajectoryDataModule
+
+        return TrajectoryDataModule
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "FORMAT_VERSION",
     "LAYOUTS",
+    "NORMALIZATIONS",
     "DataFormatError",
+    "Normalizer",
     "Trajectories",
+    "TrajectoryDataModule",
+    "WindowDataset",
     "example_trajectories",
     "load",
     "save",
+    "split_by_trajectory",
     "write_example_file",
 ]

@@ -1,0 +1,138 @@
+"""Affine normalisation of states, z = (x − mean) / std, fitted on the training split only."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from ._trajectories import Trajectories
+
+NORMALIZATIONS = ("standard", "scale", "none")
+
+
+@dataclass(frozen=True)
+class Normalizer:
+    """z = (x − mean) / std, per component of the flattened state (D components).
+
+    Kinds:
+
+    - ``"standard"``: mean and standard deviation of each component;
+    - ``"scale"``: no shift and one scale for all components, the root mean square of the states. A map that
+      scales every coordinate by the same factor keeps Hamilton's equations Hamiltonian (H becomes H/s²);
+      one with different scales on q and p does not, so this is the kind for Hamiltonian models;
+    - ``"none"``: the identity.
+
+    Because the map is affine, a time derivative transforms with the scale alone: dz/dt = (dx/dt) / std.
+
+    Attributes:
+        kind: one of ``NORMALIZATIONS``.
+        mean, std: float64 tensors of shape (D,).
+        state_shape: the unflattened state shape, prod(state_shape) = D.
+    """
+
+    kind: str
+    mean: Tensor
+    std: Tensor
+    state_shape: tuple[int, ...]
+
+    def __post_init__(self) -> None:
+        if self.kind not in NORMALIZATIONS:
+            raise ValueError(f"unknown normalization {self.kind!r} (available: {', '.join(NORMALIZATIONS)})")
+        d = math.prod(self.state_shape)
+        if self.mean.shape != (d,) or self.std.shape != (d,):
+            raise ValueError(f"mean and std must have shape ({d},) for state shape {self.state_shape}")
+        if not bool((self.std > 0).all()):
+            raise ValueError("std must be positive")
+
+    @classmethod
+    def fit(cls, traj: Trajectories, kind: str = "standard") -> Normalizer:
+        """Statistics of the observed entries of ``traj`` (pass the training split only), in float64.
+
+        A component with (near) zero spread keeps std = 1, so it is shifted but not blown up.
+        """
+        n, n_t = traj.n_trajectories, traj.n_times
+        x = traj.states.reshape(n * n_t, -1).to(torch.float64)
+        d = x.shape[1]
+        m = torch.ones_like(x) if traj.mask is None else traj.mask.reshape(n * n_t, -1).to(torch.float64)
+        count = m.sum(0)
+        if kind not in NORMALIZATIONS:
+            raise ValueError(f"unknown normalization {kind!r} (available: {', '.join(NORMALIZATIONS)})")
+        mean, std = torch.zeros(d, dtype=torch.float64), torch.ones(d, dtype=torch.float64)
+        if kind == "standard":
+            if bool((count == 0).any()):
+                raise ValueError(f"state component {int((count == 0).nonzero()[0])} is never observed")
+            mean = (m * x).sum(0) / count
+            var = (m * (x - mean) ** 2).sum(0) / count
+            std = torch.where(var.sqrt() > 1e-12 * (1 + mean.abs()), var.sqrt(), torch.ones_like(var))
+        elif kind == "scale":
+            rms = ((m * x**2).sum() / count.sum()).sqrt()
+            std = torch.full((d,), float(rms) if rms > 0 else 1.0, dtype=torch.float64)
+        return cls(kind, mean, std, traj.state_shape)
+
+    @classmethod
+    def identity(cls, state_shape: tuple[int, ...]) -> Normalizer:
+        d = math.prod(state_shape)
+        return cls("none", torch.zeros(d, dtype=torch.float64), torch.ones(d, dtype=torch.float64),
+                   tuple(state_shape))
+
+    def _stats(self, like: Tensor) -> tuple[Tensor, Tensor]:
+        """mean and std shaped like the trailing state axes of ``like``, in its dtype and device."""
+        if tuple(like.shape[like.ndim - len(self.state_shape):]) == self.state_shape:
+            shape = self.state_shape
+        elif like.ndim >= 1 and like.shape[-1] == self.mean.numel():
+            shape = (self.mean.numel(),)
+        else:
+            raise ValueError(f"states of shape {tuple(like.shape)} end neither in the state shape "
+                             f"{self.state_shape} nor in its flattened size {self.mean.numel()}")
+        cast = {"dtype": like.dtype, "device": like.device}
+        return self.mean.reshape(shape).to(**cast), self.std.reshape(shape).to(**cast)
+
+    def transform(self, x: Tensor) -> Tensor:
+        """States (..., *state_shape) or flat (..., D) in physical units -> normalised."""
+        mean, std = self._stats(x)
+        return (x - mean) / std
+
+    def inverse(self, z: Tensor) -> Tensor:
+        """Normalised states -> physical units (the inverse of :meth:`transform`)."""
+        mean, std = self._stats(z)
+        return z * std + mean
+
+    def transform_derivative(self, dxdt: Tensor) -> Tensor:
+        """dx/dt or a vector field in physical units -> dz/dt (the scale only: the shift has no rate)."""
+        return dxdt / self._stats(dxdt)[1]
+
+    def inverse_derivative(self, dzdt: Tensor) -> Tensor:
+        """dz/dt -> dx/dt in physical units."""
+        return dzdt * self._stats(dzdt)[1]
+
+    def apply(self, traj: Trajectories) -> Trajectories:
+        """``traj`` with normalised states and derivatives (times untouched)."""
+        dx = None if traj.derivatives is None else self.transform_derivative(traj.derivatives)
+        return replace(traj, states=self.transform(traj.states), derivatives=dx)
+
+    def to_dict(self) -> dict:
+        return {"kind": self.kind, "mean": self.mean.tolist(), "std": self.std.tolist(),
+                "state_shape": list(self.state_shape)}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Normalizer:
+        return cls(d["kind"], torch.tensor(d["mean"], dtype=torch.float64),
+                   torch.tensor(d["std"], dtype=torch.float64), tuple(d["state_shape"]))
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the JSON form ``{"kind", "mean", "std", "state_shape"}`` to ``path`` (atomically)."""
+        path = Path(path)
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+        os.replace(tmp, path)
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> Normalizer:
+        return cls.from_dict(json.loads(Path(path).read_text()))
