@@ -150,6 +150,21 @@ def test_write_failure_midway_leaves_nothing(cli, tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_diverged_simulation_is_not_written(cli, tmp_path, monkeypatch):
+    integrate = systems.Lorenz.integrate
+
+    def blows_up(self, x0, t, progress=False):
+        x = integrate(self, x0, t)
+        x[1, 40:] = float("inf")
+        return x
+
+    monkeypatch.setattr(systems.Lorenz, "integrate", blows_up)
+    status, _, stderr = cli("simulate", "lorenz", "--out", tmp_path / "x.h5", *SMALL)
+    assert status == 2 and stderr.count("\n") == 1
+    assert "diverged: trajectory 1 is NaN or Inf from t = 0.4 on" in stderr
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_interrupt_leaves_nothing(cli, tmp_path, monkeypatch):
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt

@@ -102,6 +102,8 @@ def check_numbers(args: argparse.Namespace) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import torch
+
     from .. import systems
     from ..data import save
 
@@ -124,6 +126,12 @@ def run(args: argparse.Namespace) -> int:
         )
     except ValueError as err:  # systems reject bad parameters, grids and noise types with one-line messages
         raise UsageError(str(err)) from None
+    finite = torch.isfinite(traj.states).flatten(2).all(-1)
+    if not finite.all():  # such a file would fail validation on load: refuse to write it
+        i, k = (int(j) for j in (~finite).nonzero()[0])
+        when = float(traj.times()[i, k])
+        raise UsageError(f"the simulation diverged: trajectory {i} is NaN or Inf from t = {when:g} on "
+                         f"({system!r}; try other parameters or a shorter --t-end)")
     try:
         save(traj, out, overwrite=args.force)
     except OSError as err:  # save removes its temporary file before re-raising
@@ -133,7 +141,10 @@ def run(args: argparse.Namespace) -> int:
         t = traj.t
         shape = "×".join(str(s) for s in traj.states.shape)
         grid = "shared" if traj.shared_times else "per-trajectory"
-        noise = f", noise {args.noise:g}" if args.noise > 0 else ""
+        noise = ""
+        if args.noise > 0:
+            noise_type = traj.meta.get("noise_type")
+            noise = f", noise {args.noise:g}" + (f" ({noise_type})" if noise_type else "")
         dtype = str(traj.states.dtype).removeprefix("torch.")
         print(f"wrote {out}: {system!r}{noise}, states {shape} (N×T×state) {dtype}, "
               f"t from {float(t.min()):g} to {float(t.max()):g} ({grid} grid)")
