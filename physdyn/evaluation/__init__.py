@@ -1,0 +1,19 @@
+"""Judge a model on a dataset: roll it out, compute metrics, write metrics.json, plots and predictions.h5.
+
+``evaluate(model, data, horizon, ...)`` works for a learned model and a reference system alike.
+"""
+
+from ._evaluate import VPT_THRESHOLD, Report, evaluate, reference_system, rollout
+from ._report import check_report_dir, json_safe, summary, write_report
+
+__all__ = [
+    "VPT_THRESHOLD",
+    "Report",
+    "check_report_dir",
+    "evaluate",
+    "json_safe",
+    "reference_system",
+    "rollout",
+    "summary",
+    "write_report",
+]

@@ -1,0 +1,129 @@
+"""Writing a report folder all-or-nothing: metrics.json, predictions.h5 and the PNG plots."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import uuid
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ._evaluate import Report
+
+
+def check_report_dir(out_dir: str | Path, force: bool = False) -> Path:
+    """``out_dir`` as a Path if a report may be written there; FileExistsError if it holds something else.
+
+    An existing non-empty folder is replaced only with ``force``; a file of that name never is.
+    """
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise FileExistsError(f"{out}: exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()) and not force:
+        raise FileExistsError(f"{out}: folder exists and is not empty (--force or force=True replaces it)")
+    return out
+
+
+def json_safe(value: Any) -> Any:
+    """``value`` with NaN and ±Inf replaced by None and tuples by lists, so that it is strict JSON."""
+    if isinstance(value, dict):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def write_report(report: Report, out_dir: str | Path, force: bool = False) -> Path:
+    """Write ``report`` into ``out_dir``: metrics.json, predictions.h5, the plots; returns the folder.
+
+    Everything is written into a temporary folder next to ``out_dir`` and renamed into place at the end,
+    so an interrupted or failed run leaves either the old folder or the complete new one, never a mixture.
+    """
+    from ..data import save
+    from ._plots import write_plots
+
+    out = check_report_dir(out_dir, force)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _fresh_name(out, "tmp")
+    tmp.mkdir()  # not tempfile.mkdtemp: the report folder should follow the umask, not be private
+    try:
+        save(report.predictions, tmp / "predictions.h5")
+        notes = write_plots(report, tmp)
+        metrics = dict(report.metrics)
+        metrics["notes"] = list(metrics.get("notes", [])) + notes
+        metrics["files"] = sorted(p.name for p in tmp.iterdir()) + ["metrics.json"]
+        text = json.dumps(json_safe(metrics), indent=2, allow_nan=False)
+        (tmp / "metrics.json").write_text(text + "\n")
+        report.metrics = metrics
+        _replace(tmp, out, force)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    report.path = out
+    return out
+
+
+def _replace(new: Path, out: Path, force: bool) -> None:
+    """Rename the finished folder ``new`` to ``out``, moving an existing ``out`` aside first."""
+    check_report_dir(out, force)  # again: something may have appeared while the report was computed
+    if not out.exists():
+        new.rename(out)
+        return
+    old = _fresh_name(out, "old")
+    out.rename(old)
+    try:
+        new.rename(out)
+    except BaseException:
+        old.rename(out)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _fresh_name(out: Path, suffix: str) -> Path:
+    """An unused hidden name next to ``out``."""
+    return out.parent / f".{out.name}.{uuid.uuid4().hex[:12]}.{suffix}"
+
+
+def _fmt(value: Any) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "n/a"
+    return f"{value:.4g}"
+
+
+def summary(metrics: dict[str, Any]) -> str:
+    """A few lines for the terminal: the headline numbers of ``metrics`` (the content of metrics.json)."""
+    m = metrics
+    span = m["times"][-1] if m.get("times") else None
+    rows = [("model", f"{m.get('model')} on {m.get('data') or 'data'} ({m.get('system')})"),
+            ("trajectories", f"{m.get('n_trajectories')}, horizon {m.get('horizon')} steps = "
+                             f"{_fmt(span)} time units"),
+            ("rmse / nrmse at the horizon", f"{_fmt(m.get('rmse_final'))} / {_fmt(m.get('nrmse_final'))}")]
+    vpt = f"{_fmt(m.get('vpt'))} time units (median)"
+    if m.get("vpt_lyapunov") is not None:
+        vpt += f" = {_fmt(m['vpt_lyapunov'])} Lyapunov times"
+    rows.append(("valid prediction time", vpt))
+    if "energy_drift" in m:
+        drift = m["energy_drift"]
+        rows.append((f"energy drift ({m.get('energy_source')} H)",
+                     f"max {_fmt(drift['max'])}, final {_fmt(drift['final'])} (relative)"))
+    if "energy_error" in m:
+        rows.append(("energy error", _fmt(m["energy_error"])))
+    if "mass_error" in m:
+        rows.append(("mass error", f"max {_fmt(m['mass_error']['max'])}"))
+    if "positivity_violation" in m:
+        rows.append(("positivity violation", f"depth {_fmt(m['positivity_violation']['depth'])}"))
+    if "lyapunov_max_model" in m or "lyapunov_max_true" in m:
+        learned = _fmt(m["lyapunov_max_model"]) if "lyapunov_max_model" in m else "not computed"
+        rows.append(("largest Lyapunov exponent", f"model {learned}, true {_fmt(m.get('lyapunov_max_true'))} "
+                     f"({m.get('lyapunov_max_true_source', '')})"))
+    if "attractor" in m:
+        w = m["attractor"]["wasserstein"]
+        rows.append(("attractor W1 per coordinate", ", ".join(_fmt(v) for v in w)))
+    if m.get("diverged"):
+        rows.append(("diverged rollouts", str(m["diverged"])))
+    width = max(len(name) for name, _ in rows)
+    return "\n".join(f"  {name.ljust(width)}  {value}" for name, value in rows)
