@@ -1,4 +1,8 @@
-"""Lorenz-63: dx/dt = σ(y − x), dy/dt = x(ρ − z) − y, dz/dt = xy − βz."""
+"""Lorenz-63: dx/dt = σ(y − x), dy/dt = x(ρ − z) − y, dz/dt = xy − βz.
+
+Deterministic trajectories come from the 8th-order DOP853 tableau at a fixed step (``facts.json``: "solver"),
+chosen so the float64 error sits at the round-off floor that chaos amplifies; see docs/systems/lorenz.md.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,9 @@ from torch import Tensor
 
 from ._base import System
 
+#: diffusion scales of the multiplicative form, from torchsde's latent-SDE example (Li et al., AISTATS 2020)
+MULTIPLICATIVE_SCALES = (0.1, 0.28, 0.3)
+
 
 class Lorenz(System):
     name = "lorenz"
@@ -14,7 +21,11 @@ class Lorenz(System):
     def vector_field(self, t: Tensor | float, x: Tensor) -> Tensor:
         p = self.params
         u, v, w = x.unbind(-1)
-        return torch.stack([p["sigma"] * (v - u), u * (p["rho"] - w) - v, u * v - p["beta"] * w], dim=-1)
+        # σ(v − u), (ρu − v) − uw, −βw + uv, in as few tensor operations as possible (this is the inner loop)
+        du = (v - u) * p["sigma"]
+        dv = torch.addcmul(u * p["rho"] - v, u, w, value=-1.0)
+        dw = torch.addcmul(w * -p["beta"], u, v)
+        return torch.stack([du, dv, dw], dim=-1)
 
     def jacobian(self, t: Tensor | float, x: Tensor) -> Tensor:
         p = self.params
@@ -32,3 +43,48 @@ class Lorenz(System):
         lo = torch.tensor([-15.0, -20.0, 5.0], dtype=self.dtype)
         hi = torch.tensor([15.0, 20.0, 45.0], dtype=self.dtype)
         return lo + (hi - lo) * torch.rand(n, 3, generator=generator, dtype=self.dtype)
+
+    def integrate(self, x0: Tensor, t: Tensor, progress: bool = False) -> Tensor:
+        """Solution from ``x0`` (N, 3) at the times ``t`` (T,) or (N, T); returns (N, T, 3).
+
+        Fixed-step explicit RK (method and largest step from ``facts.json``): no step control to pay for,
+        and the same step for every trajectory, so the whole batch advances in a few tensor operations.
+        Differentiable with respect to ``x0`` when it requires grad.
+        """
+        from ..solvers import rk_integrate
+
+        solver = self.facts["solver"]
+        with torch.set_grad_enabled(torch.is_grad_enabled() and x0.requires_grad):
+            return rk_integrate(self.vector_field, x0, t, method=solver["method"],
+                                max_step=solver["max_step"], progress=progress)
+
+    def sde(self, noise: float, noise_type: str | None = None) -> LorenzSDE:
+        """The Itô SDE dX = f(X) dt + g(X) dW with diagonal noise, W a 3-D Brownian motion.
+
+        ``noise_type`` "additive" (the default, ``facts.json``): g = noise·(1, 1, 1);
+        "multiplicative": g = noise·(0.1 x, 0.28 y, 0.3 z), torchsde's stochastic Lorenz at noise = 1.
+        """
+        return LorenzSDE(self, noise, noise_type or self.facts["default_noise_type"])
+
+
+class LorenzSDE(torch.nn.Module):
+    """Stochastic Lorenz-63 in torchsde's contract: ``f`` drift, ``g`` diagonal diffusion, both (B, 3)."""
+
+    sde_type = "ito"
+    noise_type = "diagonal"
+
+    def __init__(self, system: Lorenz, noise: float, kind: str) -> None:
+        super().__init__()
+        if kind not in ("additive", "multiplicative"):
+            raise ValueError(f"unknown noise_type {kind!r} for lorenz (known: additive, multiplicative)")
+        if not noise >= 0:
+            raise ValueError(f"noise must be >= 0, got {noise}")
+        self.system, self.noise, self.kind = system, float(noise), kind
+
+    def f(self, t: Tensor, y: Tensor) -> Tensor:
+        return self.system.vector_field(t, y)
+
+    def g(self, t: Tensor, y: Tensor) -> Tensor:
+        if self.kind == "additive":
+            return torch.full_like(y, self.noise)
+        return y * y.new_tensor(MULTIPLICATIVE_SCALES) * self.noise
