@@ -8,7 +8,7 @@ Each module here has ``add_parser(subparsers)``, which adds its parser and sets 
 from __future__ import annotations
 
 # Order of appearance in `physdyn --help`.
-COMMANDS = ("simulate", "systems")
+COMMANDS = ("simulate", "fit", "evaluate", "example", "systems", "models")
 
 
 class UsageError(Exception):

@@ -1,0 +1,142 @@
+"""A trained model in physical units: the same interface as a reference system."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from ..data import Normalizer
+
+
+class LearnedModel(nn.Module):
+    """A model trained on normalised flat states, seen in physical units on states of the data's shape.
+
+    With z = (x − mean) / std (the run's :class:`physdyn.data.Normalizer`) and the model's field
+    g(z) ≈ dz/dt, the physical field is f(x) = std · g((x − mean) / std). So :meth:`vector_field`,
+    :meth:`rollout` and (for Hamiltonian models) :meth:`energy` apply to states x of shape (B, *state_shape)
+    exactly as a :class:`physdyn.systems.System`'s do, and every metric, including
+    ``physdyn.metrics.largest_lyapunov_exponent``, takes a LearnedModel where it takes a system.
+
+    Inputs may be of any floating type; they are computed in the model's type and returned in theirs.
+
+    Attributes:
+        model: the trained nn.Module (flat normalised states).
+        normalizer: the run's normalisation.
+        state_shape: the data's state shape.
+        config: the run's resolved config (a dict with sections data / model / training).
+        name: the model's registry name.
+        params: the model's hyperparameters.
+        system, system_params, state_names: what the training data says about its source.
+        invariants: ("energy",) for models with a learned energy, else ().
+    """
+
+    def __init__(self, model: nn.Module, normalizer: Normalizer, config: dict[str, Any] | None = None,
+                 meta: dict[str, Any] | None = None) -> None:
+        super().__init__()
+        self.model = model
+        self.normalizer = normalizer
+        self.state_shape = tuple(normalizer.state_shape)
+        self.config = dict(config or {})
+        self.name = str(self.config.get("model", {}).get("name", type(model).__name__))
+        self.params = dict(getattr(model, "hparams", {}))
+        meta = dict(meta or {})
+        self.system = str(meta.get("system", "custom"))
+        self.system_params = dict(meta.get("system_params", {}))
+        self.state_names = tuple(meta.get("state_names", ()))
+        self.invariants: tuple[str, ...] = ("energy",) if callable(getattr(model, "energy", None)) else ()
+
+    @property
+    def _like(self) -> Tensor:
+        return next(self.model.parameters())
+
+    def _flat_z(self, x: Tensor) -> Tensor:
+        """Physical states (B, *state_shape) -> normalised flat (B, D) in the model's dtype and device."""
+        x = torch.as_tensor(x)
+        if tuple(x.shape[1:]) != self.state_shape:
+            raise ValueError(f"states must have shape (B, {', '.join(map(str, self.state_shape))}), "
+                             f"got {tuple(x.shape)}")
+        like = self._like
+        z = self.normalizer.transform(x.to(dtype=like.dtype, device=like.device))
+        return z.reshape(len(x), -1)
+
+    def vector_field(self, t: Tensor | float, x: Tensor) -> Tensor:
+        """dx/dt for states x (B, *state_shape) in physical units; returns the same shape and dtype."""
+        dzdt = self.model.vector_field(t, self._flat_z(x))
+        dxdt = self.normalizer.inverse_derivative(dzdt)
+        return dxdt.reshape(x.shape).to(dtype=x.dtype, device=x.device)
+
+    def forward(self, t: Tensor | float, x: Tensor) -> Tensor:
+        return self.vector_field(t, x)
+
+    def rollout(self, x0: Tensor, t: Tensor, **options) -> Tensor:
+        """Integrate from x0 (N, *state_shape) on t, (T,) shared or (N, T) per trajectory; returns
+        (N, T, *state_shape) in physical units, starting with x0. ``options`` go to the model's rollout
+        (``method``, ``substeps``, ...)."""
+        x0 = torch.as_tensor(x0)
+        t = torch.as_tensor(t, device=self._like.device)
+        z = self.model.rollout(self._flat_z(x0), t.to(self._like.dtype), **options)
+        x = self.normalizer.inverse(z)
+        return x.reshape(len(x0), z.shape[1], *self.state_shape).to(dtype=x0.dtype, device=x0.device)
+
+    def energy(self, x: Tensor) -> Tensor:
+        """The learned energy of states x (B, *state_shape) in physical units; returns (B,).
+
+        With x = (q, p) and z = (x − mean) / std, the learned flow dz/dt = J∇_z H_θ(z) is, in x, the
+        Hamiltonian flow of c · H_θ((x − mean) / std) when std_{q_i} · std_{p_i} = c for every i (always
+        true for "scale" and "none", and for one degree of freedom). Defined up to an additive constant.
+        """
+        energy = getattr(self.model, "energy", None)
+        if not callable(energy):
+            raise AttributeError(f"model {self.name!r} has no energy")
+        std = self.normalizer.std
+        d = std.numel() // 2
+        c = std[:d] * std[d:]
+        if not torch.allclose(c, c[0].expand_as(c), rtol=1e-9, atol=0.0):
+            raise ValueError("the learned energy has no physical form: the normalisation scales q and p "
+                             "differently across degrees of freedom (use normalization 'scale')")
+        h = energy(self._flat_z(x)) * float(c[0])
+        return h.to(dtype=x.dtype, device=x.device)
+
+    def __repr__(self) -> str:
+        return f"LearnedModel({self.name!r}, shape={self.state_shape}, normalizer={self.normalizer.kind!r})"
+
+
+def load_run(run_dir: str | os.PathLike, checkpoint: str = "best") -> LearnedModel:
+    """The trained model of a run folder written by :func:`physdyn.training.fit`, in eval mode on the CPU.
+
+    Args:
+        run_dir: the RUN_DIR (config.yaml, normalization.json, checkpoints/).
+        checkpoint: "best" (lowest monitored loss; falls back to "last" if absent), "last", or a path.
+
+    Raises:
+        ValueError: a missing or incomplete run folder (one line naming the file).
+    """
+    from .. import models
+    from ._config import load_config
+
+    run_dir = Path(run_dir)
+    for name in ("config.yaml", "normalization.json"):
+        if not (run_dir / name).is_file():
+            raise ValueError(f"{run_dir}: not a run folder ({name} missing)")
+    config = load_config(run_dir / "config.yaml")
+    if checkpoint in ("best", "last"):
+        path = run_dir / "checkpoints" / f"{checkpoint}.ckpt"
+        if checkpoint == "best" and not path.is_file():
+            path = run_dir / "checkpoints" / "last.ckpt"
+    else:
+        path = Path(checkpoint)
+    if not path.is_file():
+        raise ValueError(f"{path}: checkpoint not found")
+    normalizer = Normalizer.load(run_dir / "normalization.json")
+    hparams = {k: v for k, v in config["model"].items() if k != "name"}
+    model = models.get(config["model"]["name"], **hparams)
+    if config.get("training", {}).get("precision") == "64-true":
+        model = model.double()
+    state = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
+    model.load_state_dict({k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")})
+    return LearnedModel(model, normalizer, config, config.get("source", {})).eval()
+
