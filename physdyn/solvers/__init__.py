@@ -2,5 +2,6 @@
 
 from ._explicit import rk_integrate
 from ._ode import VectorField, odeint, sdeint
+from ._stiff import stiff_integrate
 
-__all__ = ["VectorField", "odeint", "rk_integrate", "sdeint"]
+__all__ = ["VectorField", "odeint", "rk_integrate", "sdeint", "stiff_integrate"]
