@@ -96,6 +96,23 @@ def test_fit_resumes_where_it_stopped(cli, tmp_path, lorenz_file):
     assert yaml.safe_load((run / "config.yaml").read_text())["training"]["max_epochs"] == 2
 
 
+def test_settings_merge_in_order_and_read_numbers_as_numbers(tmp_path):
+    from physdyn.cli import build_parser
+    from physdyn.commands.fit import build_config
+
+    (tmp_path / "sub").mkdir()
+    cfg = tmp_path / "sub" / "cfg.yaml"
+    cfg.write_text("data:\n  path: ../data.h5\n  window: 5\ntraining:\n  lr: 1e-3\n  max_epochs: 7\n")
+    sets = ["training.weight_decay=1E-4", "data.split=[0.5,0.5,0]", "training.grad_clip=null",
+            "data.window=6"]
+    args = build_parser().parse_args(["fit", "--config", str(cfg), "--out", "x", "--max-epochs", "3",
+                                      *[f"--set={item}" for item in sets]])
+    config = build_config(args)
+    path = str(tmp_path / "sub" / ".." / "data.h5")  # relative to the config file
+    assert config["data"] == {"path": path, "window": 6, "split": [0.5, 0.5, 0]}
+    assert config["training"] == {"lr": 1e-3, "max_epochs": 3, "weight_decay": 1e-4, "grad_clip": None}
+
+
 @pytest.mark.parametrize(("args", "message"), [
     (("{data}", "--model", "nope"), "unknown model 'nope'"),
     (("{bad}", "--model", "node"), "not an HDF5 file"),

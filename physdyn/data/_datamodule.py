@@ -57,7 +57,7 @@ class TrajectoryDataModule(L.LightningDataModule):
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
         self.data, self.states_key, self.times_key, self.layout = data, states, times, layout
-        self.window, self.stride, self.split_fractions, self.seed = window, stride, tuple(split), seed
+        self.window, self.stride, self.split_fractions, self.seed = window, stride, split, seed
         self.normalization, self.batch_size, self.num_workers, self.dtype = (
             normalization, batch_size, num_workers, dtype)
         self.split, self.normalizer = split_indices, normalizer

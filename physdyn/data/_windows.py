@@ -31,7 +31,10 @@ def split_by_trajectory(
     Raises:
         ValueError: bad fractions, or fewer trajectories than splits with a positive share.
     """
-    fractions = tuple(float(f) for f in fractions)
+    try:
+        fractions = tuple(float(f) for f in fractions)
+    except (TypeError, ValueError):
+        raise ValueError(f"split fractions must be three numbers (train, val, test): {fractions!r}") from None
     if len(fractions) != 3 or any(not math.isfinite(f) or f < 0 for f in fractions):
         raise ValueError(f"split fractions must be three numbers >= 0 (train, val, test): {list(fractions)}")
     if abs(sum(fractions) - 1.0) > 1e-6:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import os
+import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -52,6 +53,17 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "progress_bar": True,
     },
 }
+
+
+class _Loader(yaml.SafeLoader):
+    """YAML 1.1 reads ``1e-3`` (no decimal point) as a string; here it is the float everyone means."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
 
 
 def default_config() -> dict[str, dict[str, Any]]:
@@ -103,7 +115,7 @@ def parse_assignments(items: Iterable[str]) -> dict[str, Any]:
         if not sep or len(keys) < 2 or not all(keys):
             raise ValueError(f"--set {item!r}: expected section.key=value, e.g. training.lr=1e-3")
         try:
-            value = yaml.safe_load(text)
+            value = yaml.load(text, Loader=_Loader)
         except yaml.YAMLError:
             value = text
         node = out
@@ -121,7 +133,7 @@ def load_config(path: str | os.PathLike) -> dict[str, Any]:
     if not path.is_file():
         raise ValueError(f"{path}: config file not found")
     try:
-        config = yaml.safe_load(path.read_text())
+        config = yaml.load(path.read_text(), Loader=_Loader)
     except (yaml.YAMLError, UnicodeDecodeError) as err:
         raise ValueError(f"{path}: not a valid YAML file ({' '.join(str(err).split())})") from None
     if config is None:

@@ -148,6 +148,9 @@ def prepare(config: dict[str, Any], run_dir: str | os.PathLike | None = None, *,
         num_workers=data_cfg["num_workers"], dtype=PRECISIONS[train_cfg["precision"]], split_indices=split,
         normalizer=normalizer)
     dm.setup("fit")
+    if not dm.has_derivatives and train_cfg["rollout_weight"] == 0:
+        raise ValueError("the data has no derivatives, so training needs the rollout loss "
+                         "(training.rollout_weight > 0)")
     has_val = len(dm.datasets["val"]) > 0
     monitor = "val_loss" if has_val else "train_loss"
     module = DynamicsModule(
