@@ -40,8 +40,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..data import DataFormatError
-    from ..evaluation import summary
-    from ..evaluation._examples import EXAMPLES, run_example
+    from ..evaluation import EXAMPLES, run_example, summary
 
     if args.list:
         width = max(len(name) for name in EXAMPLES)

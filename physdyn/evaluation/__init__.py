@@ -3,10 +3,13 @@
 ``evaluate(model, data, horizon, ...)`` works for a learned model and a reference system alike.
 """
 
-from ._evaluate import VPT_THRESHOLD, Report, evaluate, reference_system, rollout
+from ._evaluate import LYAPUNOV_OPTIONS, VPT_THRESHOLD, Report, evaluate, reference_system, rollout
+from ._examples import EXAMPLES, run_example
 from ._report import check_report_dir, json_safe, summary, write_report
 
 __all__ = [
+    "EXAMPLES",
+    "LYAPUNOV_OPTIONS",
     "VPT_THRESHOLD",
     "Report",
     "check_report_dir",
@@ -14,6 +17,7 @@ __all__ = [
     "json_safe",
     "reference_system",
     "rollout",
+    "run_example",
     "summary",
     "write_report",
 ]

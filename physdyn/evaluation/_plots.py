@@ -42,6 +42,14 @@ def _save(fig: Figure, path: Path) -> None:
     fig.savefig(path, dpi=110)
 
 
+def _log_scale(ax, drawable: bool) -> None:
+    """A log y axis, or a note where every value is 0 (a perfect model): nothing to draw on a log axis."""
+    if drawable:
+        ax.set_yscale("log")
+    else:
+        ax.text(0.5, 0.5, "0 at every step", transform=ax.transAxes, ha="center", va="center", color="grey")
+
+
 def _components(report: Report) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
     """Times (N, T), truth (N, T, C), predictions (N, K, T, C) and component names.
 
@@ -75,11 +83,11 @@ def _error_vs_horizon(report: Report, path: Path) -> None:
     axes = fig.subplots(1, 2, sharex=True)
     for ax, key, label in ((axes[0], "rmse", "RMSE (state units)"), (axes[1], "nrmse", "nRMSE")):
         y = np.array([np.nan if v is None else v for v in m[key]], dtype=float)
-        positive = y > 0  # step 0 starts from the true state, so its error is 0: not drawable on a log axis
-        ax.plot(t[positive], y[positive], color="tab:blue", lw=1.5, label=label.split(" ")[0])
+        shown = np.isfinite(y) & (y > 0)  # step 0 starts from the true state: its error 0 has no logarithm
+        ax.plot(t[shown], y[shown], color="tab:blue", lw=1.5, label=label.split(" ")[0])
         if m.get("vpt") is not None:
             ax.axvline(m["vpt"], color="tab:red", ls="--", lw=1, label=f"VPT = {m['vpt']:.3g}")
-        ax.set_yscale("log")
+        _log_scale(ax, shown.any())
         ax.set_xlabel("elapsed " + _time_label(report))
         ax.set_ylabel(label)
         ax.grid(True, which="both", alpha=0.3)
@@ -151,16 +159,19 @@ def _energy(report: Report, path: Path) -> None:
     source = report.metrics.get("energy_source", "")
     fig = Figure(figsize=(10, 3.8), layout="constrained")
     left, right = fig.subplots(1, 2, sharex=True)
+    any_drift = False
     for j in range(min(N_SHOWN, n)):
         colour = COLOURS[j % len(COLOURS)]
         left.plot(times[j], true_e[j], color=colour, lw=1.4, label=f"true {j}")
         left.plot(times[j], pred_e[j], color=colour, lw=1.2, ls="--", label=f"predicted {j}")
         drift = np.abs(pred_e[j] - pred_e[j, 0]) / max(abs(pred_e[j, 0]), np.finfo(float).tiny)
-        right.plot(times[j][1:], drift[1:], color=colour, lw=1.2, label=f"trajectory {j}")
+        shown = np.isfinite(drift) & (drift > 0)
+        right.plot(times[j][shown], drift[shown], color=colour, lw=1.2, label=f"trajectory {j}")
+        any_drift = any_drift or bool(shown.any())
     left.set_ylabel(f"energy H ({source} H)" if source else "energy H")
     left.set_title("Energy along the rollouts")
     left.legend(loc="best", fontsize=7, ncols=2)
-    right.set_yscale("log")
+    _log_scale(right, any_drift)
     right.set_ylabel("|H(x̂(t)) − H(x̂(0))| / |H(x̂(0))|")
     right.set_title("Relative energy drift of the predictions")
     for ax in (left, right):

@@ -37,7 +37,7 @@ def json_safe(value: Any) -> Any:
     return value
 
 
-def write_report(report: Report, out_dir: str | Path, force: bool = False) -> Path:
+def write_report(report: Report, out_dir: str | Path, force: bool = False, plots: bool = True) -> Path:
     """Write ``report`` into ``out_dir``: metrics.json, predictions.h5, the plots; returns the folder.
 
     Everything is written into a temporary folder next to ``out_dir`` and renamed into place at the end,
@@ -52,14 +52,14 @@ def write_report(report: Report, out_dir: str | Path, force: bool = False) -> Pa
     tmp.mkdir()  # not tempfile.mkdtemp: the report folder should follow the umask, not be private
     try:
         save(report.predictions, tmp / "predictions.h5")
-        notes = write_plots(report, tmp)
+        notes = write_plots(report, tmp) if plots else ["plots not drawn (plots=False)"]
         metrics = dict(report.metrics)
         metrics["notes"] = list(metrics.get("notes", [])) + notes
         metrics["files"] = sorted(p.name for p in tmp.iterdir()) + ["metrics.json"]
         text = json.dumps(json_safe(metrics), indent=2, allow_nan=False)
         (tmp / "metrics.json").write_text(text + "\n")
-        report.metrics = metrics
         _replace(tmp, out, force)
+        report.metrics = metrics
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
