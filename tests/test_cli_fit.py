@@ -41,8 +41,9 @@ def epochs_logged(run_dir):
 
 def test_fit_writes_a_run_that_reruns_from_its_config(cli, tmp_path, lorenz_file):
     run = tmp_path / "run"
-    status, _, err = cli("fit", lorenz_file, "--model", "node", "--out", run, "--max-epochs", "2", *TINY)
+    status, out, err = cli("fit", lorenz_file, "--model", "node", "--out", run, "--max-epochs", "2", *TINY)
     assert status == 0, err
+    assert out.startswith(f"wrote {run}: node, 2 epochs, best val_loss ")
     files = {p.relative_to(run).as_posix() for p in run.rglob("*") if p.is_file()}
     assert {"config.yaml", "normalization.json", "split.json", "checkpoints/last.ckpt",
             "checkpoints/best.ckpt", "logs/metrics.csv"} <= files

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -93,5 +92,8 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(str(err)) from None
     run_dir = plan.run()
     if plan.rank == 0:
-        print(f"wrote {run_dir}", file=sys.stderr)
+        ckpt = plan.trainer.checkpoint_callback
+        best = "" if ckpt is None or ckpt.best_model_score is None else (
+            f", best {ckpt.monitor} {float(ckpt.best_model_score):.4g}")
+        print(f"wrote {run_dir}: {plan.config['model']['name']}, {plan.trainer.current_epoch} epochs{best}")
     return 0
