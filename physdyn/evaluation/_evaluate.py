@@ -155,7 +155,8 @@ def evaluate(
     x0 = truth.states[:, 0].repeat_interleave(k, dim=0)
     with torch.no_grad():  # rollouts needing gradients inside (HNN) switch them on themselves
         pred = rollout(model, x0, truth.t if truth.shared_times else truth.t.repeat_interleave(k, dim=0))
-    pred = pred.detach().to(truth.states.dtype).reshape(n * k, *truth.states.shape[1:])
+    pred = pred.detach().to(truth.states.dtype).reshape(n * k, *truth.states.shape[1:]).clone()
+    pred[:, 0] = x0  # the rollouts start at the data's state; not its round trip through a normalisation
 
     metrics: dict[str, Any] = {
         "model": model_name(model),

@@ -1,0 +1,144 @@
+"""`physdyn evaluate`, `physdyn models` and `physdyn example`: fit -> evaluate end to end, and bad input."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from physdyn import models
+from physdyn.data import load, write_example_file
+from physdyn.evaluation import EXAMPLES
+
+TINY = ("--max-epochs", "1", "--set", "model.width=8", "--set", "model.depth=1", "--set", "data.window=4",
+        "--set", "training.progress_bar=false")
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    """A training file, a separate test file (same kind of data, other seed) and a tiny run of each model."""
+    from physdyn.cli import main
+
+    root = tmp_path_factory.mktemp("eval")
+    train, test = root / "train.h5", root / "test.h5"
+    write_example_file(train, n_trajectories=10, n_times=30, seed=0)
+    write_example_file(test, n_trajectories=3, n_times=30, seed=1)
+    runs = {}
+    for name in ("node", "hnn"):
+        runs[name] = root / f"run-{name}"
+        assert main(["fit", str(train), "--model", name, "--out", str(runs[name]), *TINY]) == 0
+    return {"train": train, "test": test, "root": root, **runs}
+
+
+def one_line_error(status: int, out: str, err: str, *fragments: str) -> None:
+    assert status == 2, err
+    assert err.startswith("physdyn ") and err.count("\n") == 1, err
+    for fragment in fragments:
+        assert fragment in err, err
+
+
+def test_fit_then_evaluate(cli, files, tmp_path):
+    out = tmp_path / "report"
+    run, test = files["node"], files["test"]
+    status, stdout, err = cli("evaluate", run, "--data", test, "--horizon", 20, "--out", out)
+    assert status == 0, err
+    assert f"report: {out}" in stdout and "valid prediction time" in stdout
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["model"] == "node" and metrics["horizon"] == 20 and metrics["n_trajectories"] == 3
+    assert len(metrics["times"]) == len(metrics["rmse"]) == len(metrics["nrmse"]) == 21
+    assert metrics["vpt"] is not None and metrics["rmse"][0] == 0.0
+    for name in ("error_vs_horizon.png", "trajectories.png", "phase_portrait.png"):
+        assert (out / name).read_bytes()[:8] == PNG
+    pred, truth = load(out / "predictions.h5"), load(files["test"])
+    assert pred.states.shape == (3, 21, 2)
+    np.testing.assert_array_equal(pred.t.numpy(), truth.t[:21].numpy())
+    np.testing.assert_array_equal(pred.states[:, 0].numpy(), truth.states[:, 0].numpy())
+    # metrics.json's rmse is the rmse of predictions.h5 against the data
+    rmse = np.sqrt(((pred.states.numpy() - truth.states[:, :21].numpy()) ** 2).mean(axis=(0, 2)))
+    np.testing.assert_allclose(metrics["rmse"], rmse, rtol=1e-5, atol=1e-7)
+
+
+def test_the_training_file_is_evaluated_on_the_test_split(cli, files):
+    status, _, err = cli("evaluate", files["hnn"], "--data", files["train"], "--horizon", 29)
+    assert status == 0, err
+    assert "test trajectories (split.json)" in err
+    split = json.loads((files["hnn"] / "split.json").read_text())
+    metrics = json.loads((files["hnn"] / "report" / "metrics.json").read_text())
+    assert metrics["n_trajectories"] == len(split["test"])
+    assert metrics["energy_source"] == "learned"  # custom data: no true energy, the HNN's own
+    assert set(metrics["energy_drift"]) == {"max", "final", "worst"}
+    pred = load(files["hnn"] / "report" / "predictions.h5")
+    assert pred.params["source_index"].tolist() == split["test"]
+    # a second run does not overwrite the report without --force
+    status, out, err = cli("evaluate", files["hnn"], "--data", files["train"], "--horizon", 29)
+    one_line_error(status, out, err, "not empty")
+    status, _, err = cli("evaluate", files["hnn"], "--data", files["train"], "--horizon", 5, "--force")
+    assert status == 0, err
+    assert json.loads((files["hnn"] / "report" / "metrics.json").read_text())["horizon"] == 5
+
+
+def test_bad_input_exits_2_with_one_line(cli, files, tmp_path):
+    run, test = files["node"], files["test"]
+    status, out, err = cli("evaluate", tmp_path / "nope", "--data", test, "--horizon", 5)
+    one_line_error(status, out, err, "no such run folder")
+    (tmp_path / "empty").mkdir()
+    status, out, err = cli("evaluate", tmp_path / "empty", "--data", test, "--horizon", 5)
+    one_line_error(status, out, err, "no checkpoint")
+
+    report = tmp_path / "r"
+    bad = tmp_path / "bad.h5"
+    bad.write_text("not hdf5")
+    status, out, err = cli("evaluate", run, "--data", bad, "--horizon", 5, "--out", report)
+    one_line_error(status, out, err, "bad.h5", "not an HDF5 file")
+    status, out, err = cli("evaluate", run, "--data", test, "--states", "nope", "--horizon", 5,
+                           "--out", report)
+    one_line_error(status, out, err, "'nope' not found")
+    status, out, err = cli("evaluate", run, "--data", test, "--horizon", 0, "--out", report)
+    one_line_error(status, out, err, "--horizon 0")
+    status, out, err = cli("evaluate", run, "--data", test, "--horizon", 30, "--out", report)
+    one_line_error(status, out, err, "--horizon 30", "30 times", "29 steps")
+    status, out, err = cli("evaluate", run, "--data", test, "--horizon", 5, "--samples", 0, "--out", report)
+    one_line_error(status, out, err, "--samples 0")
+    wide = tmp_path / "wide.h5"
+    write_example_file(wide, n_trajectories=2, n_times=10, state_dim=3)
+    status, out, err = cli("evaluate", run, "--data", wide, "--horizon", 5, "--out", report)
+    one_line_error(status, out, err, "(3,)", "(2,)")
+    assert not report.exists()  # nothing written by any of them
+    report.mkdir()
+    (report / "keep.txt").write_text("x")
+    status, out, err = cli("evaluate", run, "--data", test, "--horizon", 5, "--out", report)
+    one_line_error(status, out, err, "not empty", "--force")
+    assert [p.name for p in report.iterdir()] == ["keep.txt"]
+
+
+def test_models_lists_the_registry(cli):
+    status, out, _ = cli("models")
+    assert status == 0
+    for name in models.names():
+        assert any(line.startswith(name + " ") for line in out.splitlines())
+    assert "width=128" in out  # the neural ODE's default width
+    status, out, _ = cli("models", "--json")
+    records = json.loads(out)
+    assert [r["name"] for r in records] == models.names()
+    assert records[0]["defaults"] == models.defaults(records[0]["name"])
+
+
+def test_example_command_lists_and_refuses(cli, tmp_path):
+    status, out, _ = cli("example", "--list")
+    assert status == 0 and [line.split()[0] for line in out.splitlines()] == list(EXAMPLES)
+    one_line_error(*cli("example", "nope"), "unknown example 'nope'", "pendulum-hnn")
+    one_line_error(*cli("example"), "--list")
+    (tmp_path / "run").mkdir()
+    one_line_error(*cli("example", "lorenz-node", "--out", tmp_path), "already holds run", "--force")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", list(EXAMPLES))
+def test_examples_run_end_to_end(cli, tmp_path, name):
+    status, out, err = cli("example", name, "--out", tmp_path / name, "--max-epochs", "2")
+    assert status == 0, err
+    metrics = json.loads((tmp_path / name / "report" / "metrics.json").read_text())
+    assert metrics["vpt"] is not None and metrics["system"] == EXAMPLES[name].system
+    assert f"report: {tmp_path / name / 'report'}" in out
