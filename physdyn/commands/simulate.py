@@ -37,8 +37,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    "(`physdyn systems` lists them with their parameters)")
     p.add_argument("--out", required=True, metavar="FILE.h5", help="output file (its folder must exist)")
     p.add_argument("--n-traj", type=int, metavar="N", help="number of trajectories (random initial states)")
-    p.add_argument("--t-end", type=float, metavar="T", help="final time; outputs at 0, DT, 2 DT, ..., T")
-    p.add_argument("--dt", type=float, metavar="DT", help="spacing of the output times")
+    p.add_argument("--t-end", type=float, metavar="T", help="final output time")
+    p.add_argument("--dt", type=float, metavar="DT",
+                   help="spacing of the output times 0, DT, 2 DT, ..., T (robertson: the first time after 0, "
+                   "the rest log-spaced up to T)")
     p.add_argument("--seed", type=int, default=0, metavar="S",
                    help="seed of the initial states and, with noise, of the Brownian paths (default 0)")
     p.add_argument("--noise", type=float, default=0.0, metavar="SIGMA",
