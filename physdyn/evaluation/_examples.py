@@ -48,13 +48,13 @@ EXAMPLES: dict[str, Example] = {
         description="Hamiltonian neural network on the ideal pendulum: energy conserved over long rollouts",
         system="pendulum",
         dataset="pendulum.h5",
-        simulate={"n_trajectories": 32, "t_end": 10.0, "dt": 0.1, "seed": 0},
+        simulate={"n_trajectories": 32, "t_end": 20.0, "dt": 0.1, "seed": 0},
         config={
             "data": {"window": 5, "batch_size": 256},
             "model": {"name": "hnn", "width": 64, "depth": 2},
             "training": {"max_epochs": 60, "lr": 3e-3, "seed": 0, "progress_bar": False},
         },
-        horizon=100,
+        horizon=400,
     ),
     "lorenz-node": Example(
         description="neural ODE on Lorenz-63: valid prediction time, Lyapunov exponent and attractor",
@@ -66,7 +66,7 @@ EXAMPLES: dict[str, Example] = {
             "model": {"name": "node", "width": 64, "depth": 3},
             "training": {"max_epochs": 60, "lr": 3e-3, "seed": 0, "progress_bar": False},
         },
-        horizon=250,
+        horizon=500,
         evaluate={"attractor_steps": 2500},
     ),
 }

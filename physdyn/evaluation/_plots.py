@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 
 if TYPE_CHECKING:
     from ._evaluate import Report
@@ -50,6 +51,15 @@ def _log_scale(ax, drawable: bool) -> None:
         ax.text(0.5, 0.5, "0 at every step", transform=ax.transAxes, ha="center", va="center", color="grey")
 
 
+def _style_legend(where, n: int, **kwargs) -> None:
+    """One legend for many trajectories: line style says true or predicted, colour says which trajectory."""
+    handles = [Line2D([], [], color="grey", lw=1.4, label="true"),
+               Line2D([], [], color="grey", lw=1.2, ls="--", label="predicted")]
+    handles += [Line2D([], [], color=COLOURS[j % len(COLOURS)], lw=3, label=f"trajectory {j}")
+                for j in range(n)]
+    where.legend(handles=handles, **({"loc": "best", "fontsize": 7, "framealpha": 0.8} | kwargs))
+
+
 def _components(report: Report) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
     """Times (N, T), truth (N, T, C), predictions (N, K, T, C) and component names.
 
@@ -86,14 +96,18 @@ def _error_vs_horizon(report: Report, path: Path) -> None:
         shown = np.isfinite(y) & (y > 0)  # step 0 starts from the true state: its error 0 has no logarithm
         ax.plot(t[shown], y[shown], color="tab:blue", lw=1.5, label=label.split(" ")[0])
         if m.get("vpt") is not None:
-            ax.axvline(m["vpt"], color="tab:red", ls="--", lw=1, label=f"VPT = {m['vpt']:.3g}")
+            whole = m.get("vpt_reached_horizon") == m.get("n_trajectories")
+            text = f"VPT ≥ {m['vpt']:.3g} (whole horizon)" if whole else f"VPT = {m['vpt']:.3g} (median)"
+            ax.axvline(m["vpt"], color="tab:red", ls="--", lw=1, label=text)
         _log_scale(ax, shown.any())
         ax.set_xlabel("elapsed " + _time_label(report))
         ax.set_ylabel(label)
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(loc="lower right", fontsize=8)
     if m.get("vpt_threshold") is not None:
-        axes[1].axhline(m["vpt_threshold"], color="grey", ls=":", lw=1)
+        axes[1].axhline(m["vpt_threshold"], color="grey", ls=":", lw=1,
+                        label=f"VPT threshold {m['vpt_threshold']:g}")
+        axes[1].legend(loc="lower right", fontsize=8)
     fig.suptitle(f"Rollout error against horizon ({m.get('n_trajectories')} trajectories)")
     _save(fig, path)
 
@@ -140,13 +154,13 @@ def _phase_portrait(report: Report, path: Path) -> None:
     ax = fig.subplots()
     for j in range(min(N_SHOWN, truth.shape[0])):
         colour = COLOURS[j % len(COLOURS)]
-        ax.plot(truth[j, :, 0], truth[j, :, 1], color=colour, lw=1.4, label=f"true {j}")
-        ax.plot(pred[j, 0, :, 0], pred[j, 0, :, 1], color=colour, lw=1.2, ls="--", label=f"predicted {j}")
+        ax.plot(truth[j, :, 0], truth[j, :, 1], color=colour, lw=1.4)
+        ax.plot(pred[j, 0, :, 0], pred[j, 0, :, 1], color=colour, lw=1.2, ls="--")
         ax.plot(truth[j, 0, 0], truth[j, 0, 1], "o", color=colour, ms=5)
     ax.set_xlabel(names[0])
     ax.set_ylabel(names[1])
     ax.set_title("Phase portrait (o: initial state)")
-    ax.legend(loc="best", fontsize=7, ncols=2)
+    _style_legend(ax, min(N_SHOWN, truth.shape[0]))
     ax.grid(True, alpha=0.3)
     _save(fig, path)
 
@@ -162,15 +176,15 @@ def _energy(report: Report, path: Path) -> None:
     any_drift = False
     for j in range(min(N_SHOWN, n)):
         colour = COLOURS[j % len(COLOURS)]
-        left.plot(times[j], true_e[j], color=colour, lw=1.4, label=f"true {j}")
-        left.plot(times[j], pred_e[j], color=colour, lw=1.2, ls="--", label=f"predicted {j}")
+        left.plot(times[j], true_e[j], color=colour, lw=1.4)
+        left.plot(times[j], pred_e[j], color=colour, lw=1.2, ls="--")
         drift = np.abs(pred_e[j] - pred_e[j, 0]) / max(abs(pred_e[j, 0]), np.finfo(float).tiny)
         shown = np.isfinite(drift) & (drift > 0)
         right.plot(times[j][shown], drift[shown], color=colour, lw=1.2, label=f"trajectory {j}")
         any_drift = any_drift or bool(shown.any())
     left.set_ylabel(f"energy H ({source} H)" if source else "energy H")
     left.set_title("Energy along the rollouts")
-    left.legend(loc="best", fontsize=7, ncols=2)
+    _style_legend(fig, min(N_SHOWN, n), loc="outside lower center", ncols=2 + min(N_SHOWN, n), fontsize=8)
     _log_scale(right, any_drift)
     right.set_ylabel("|H(x̂(t)) − H(x̂(0))| / |H(x̂(0))|")
     right.set_title("Relative energy drift of the predictions")
