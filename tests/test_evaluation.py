@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -169,6 +170,46 @@ def test_a_diverging_model_is_caught():
     assert m["rmse"][49] < 1e-12 and math.isinf(m["rmse"][50])
     assert json_safe(m)["rmse"][50] is None
     json.dumps(json_safe(m), allow_nan=False)
+
+
+def test_samples_of_a_stochastic_model():
+    class Noisy(Rotation):
+        """The true rotation plus independent noise of std 0.1 on every rollout after the first state."""
+
+        def rollout(self, x0, t):
+            x = super().rollout(x0, t)
+            noise = 0.1 * torch.randn(x.shape, generator=torch.Generator().manual_seed(0), dtype=x.dtype)
+            noise[:, 0] = 0
+            return x + noise
+
+    data = rotation_data(n=3, n_t=51)
+    report = evaluate(Noisy(), data, 50, samples=400)
+    m = report.metrics
+    assert report.predictions.states.shape == (1200, 51, 2) and m["samples"] == 400
+    # point metrics on the mean of 400 samples: noise std 0.1 / sqrt(400) = 0.005
+    assert 0.003 < m["rmse"][-1] < 0.008
+    np.testing.assert_allclose(m["ensemble_spread"][1:], 0.1, rtol=0.1)
+    assert report.predictions.params["source_index"].tolist() == [i for i in range(3) for _ in range(400)]
+
+
+def test_masked_data_is_compared_on_observed_entries_only():
+    data, omega = rotation_data(n=4, n_t=41, t_end=4.0), 1.2
+    mask = torch.ones_like(data.states, dtype=torch.bool)
+    mask[:, 1::2, 1] = False  # p unobserved at odd steps
+    mask[0, 1::3, 0] = False
+    observed = replace(data, states=torch.where(mask, data.states, 0.0), mask=mask)
+    m = evaluate(Rotation(omega), observed, 40).metrics
+    err2 = (Rotation(omega).rollout(data.states[:, 0], data.t) - data.states).numpy() ** 2
+    w = mask.numpy()
+    expected = np.sqrt((err2 * w).sum((0, 2)) / w.sum((0, 2)))
+    np.testing.assert_allclose(m["rmse"], expected, rtol=1e-9, atol=1e-14)
+    x, wf = data.states.numpy(), w.astype(float)
+    mean = (x * wf).sum((0, 1)) / wf.sum((0, 1))
+    sigma = np.sqrt((((x - mean) ** 2) * wf).sum((0, 1)) / wf.sum((0, 1)))
+    np.testing.assert_allclose(m["scale"], sigma, rtol=1e-12)
+    with pytest.raises(ValueError, match="first state"):
+        mask[2, 0, 0] = False
+        evaluate(Rotation(), replace(observed, mask=mask), 10)
 
 
 def test_mass_and_positivity_for_systems_that_have_them():

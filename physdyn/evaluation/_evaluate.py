@@ -170,6 +170,9 @@ def evaluate(
         "notes": [],
     }
     metrics.update(_rollout_metrics(pred, truth, data, k, threshold))
+    if system is None and data.system != "custom":
+        metrics["notes"].append(f"no reference system given for data of system {data.system!r}: "
+                                "physics metrics use the model's own energy, if any")
     energy = _physics_metrics(model, system, pred, truth, metrics)
     options = {**LYAPUNOV_OPTIONS, **(lyapunov_options or {})} if lyapunov else None
     attractor = _chaos_metrics(model, system, truth, metrics, options, attractor_steps,
