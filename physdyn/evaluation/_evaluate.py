@@ -294,9 +294,12 @@ def _physics_metrics(model, system, pred: Tensor, truth: Trajectories,
     if "mass" in invariants:
         mass = M.mass_error(pred)
         metrics["mass_error"] = _summary(mass["max"], mass["final"])
+    unchecked = [name for name in invariants if name not in ("energy", "mass", "positivity")]
+    if unchecked:
+        metrics["notes"].append(f"invariants of the system not checked here: {', '.join(unchecked)}")
     if "positivity" in invariants:
         pos = M.positivity_violation(pred)
-        metrics["positivity_violation"] = {"depth": float(pos["depth"].max()),
+        metrics["positivity_violation"] = {"depth": float(pos["depth"].max()) + 0.0,  # no "-0"
                                            "fraction": float(pos["fraction"].mean())}
     return energies
 

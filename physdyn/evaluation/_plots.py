@@ -82,8 +82,14 @@ def _components(report: Report) -> tuple[np.ndarray, np.ndarray, np.ndarray, lis
 
 
 def _time_label(report: Report) -> str:
-    unit = report.metrics.get("time_unit")
-    return f"time [{unit}]" if unit else "time (data units)"
+    return "time (data units)"
+
+
+def _time_axis(ax, t: np.ndarray) -> None:
+    """A log time axis for grids spanning many decades (stiff kinetics: 1e-5 … 1e11), else linear."""
+    positive = t[t > 0]
+    if positive.size > 1 and positive.max() / positive.min() > 1e4:
+        ax.set_xscale("log")
 
 
 def _error_vs_horizon(report: Report, path: Path) -> None:
@@ -100,14 +106,15 @@ def _error_vs_horizon(report: Report, path: Path) -> None:
             text = f"VPT ≥ {m['vpt']:.3g} (whole horizon)" if whole else f"VPT = {m['vpt']:.3g} (median)"
             ax.axvline(m["vpt"], color="tab:red", ls="--", lw=1, label=text)
         _log_scale(ax, shown.any())
+        _time_axis(ax, t)
         ax.set_xlabel("elapsed " + _time_label(report))
         ax.set_ylabel(label)
         ax.grid(True, which="both", alpha=0.3)
-        ax.legend(loc="lower right", fontsize=8)
+        ax.legend(loc="best", fontsize=8)
     if m.get("vpt_threshold") is not None:
         axes[1].axhline(m["vpt_threshold"], color="grey", ls=":", lw=1,
                         label=f"VPT threshold {m['vpt_threshold']:g}")
-        axes[1].legend(loc="lower right", fontsize=8)
+        axes[1].legend(loc="best", fontsize=8)
     fig.suptitle(f"Rollout error against horizon ({m.get('n_trajectories')} trajectories)")
     _save(fig, path)
 
@@ -136,6 +143,7 @@ def _trajectories(report: Report, path: Path) -> None:
                 ax.set_title(f"trajectory {j}")
             if i == n_comp - 1:
                 ax.set_xlabel(_time_label(report))
+            _time_axis(ax, times[j])
     axes[0, 0].legend(loc="best", fontsize=8)
     if truth.shape[-1] > n_comp:
         fig.suptitle(f"first {n_comp} of {truth.shape[-1]} state components")
@@ -189,6 +197,7 @@ def _energy(report: Report, path: Path) -> None:
     right.set_ylabel("|H(x̂(t)) − H(x̂(0))| / |H(x̂(0))|")
     right.set_title("Relative energy drift of the predictions")
     for ax in (left, right):
+        _time_axis(ax, times[0])
         ax.set_xlabel(_time_label(report))
         ax.grid(True, which="both", alpha=0.3)
     _save(fig, path)
