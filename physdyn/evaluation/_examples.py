@@ -7,8 +7,10 @@ The logic lives here, inside the package, so that ``physdyn example NAME`` works
 from __future__ import annotations
 
 import json
+import logging
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -70,6 +72,18 @@ EXAMPLES: dict[str, Example] = {
         evaluate={"attractor_steps": 2500},
     ),
 }
+
+
+@contextmanager
+def _quiet(logger: str) -> Iterator[None]:
+    """Only warnings from ``logger`` inside (an example's training need not print Lightning's banner)."""
+    log = logging.getLogger(logger)
+    level = log.level
+    log.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        log.setLevel(level)
 
 
 def names() -> list[str]:
@@ -140,7 +154,8 @@ def run_example(
     if max_epochs is not None:
         config["training"]["max_epochs"] = max_epochs
     log(f"training {config['model']['name']} for {config['training']['max_epochs']} epochs ...")
-    run_dir = fit(config, out / "run")
+    with _quiet("lightning.pytorch"):
+        run_dir = fit(config, out / "run")
 
     model = load_run(run_dir)
     test = json.loads((run_dir / "split.json").read_text())["test"]
