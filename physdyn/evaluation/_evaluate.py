@@ -13,6 +13,7 @@ from torch import Tensor
 from .. import metrics as M
 from ..data import Trajectories
 from ..solvers import rk_integrate
+from ._report import check_report_dir, write_report
 
 #: Normalised-error threshold of the valid prediction time (Vlachas et al., Neural Networks 126, 191 (2020)).
 VPT_THRESHOLD = 0.4
@@ -32,7 +33,7 @@ class Report:
         predictions: the rollouts on the same times, (N·K, H + 1, *S) for K samples per initial state
             (sample-major within each trajectory), physical units, starting with the true initial state.
         energy: (H(truth), H(predictions)), (N, H + 1) and (N·K, H + 1), where an energy is defined.
-        attractor: (model, system) long rollouts (M, L, *S) for chaotic systems, else None.
+        attractor: (model, system) long rollouts (M, L, *S) after their burn-in, for chaotic systems.
         path: the report folder once written.
     """
 
@@ -146,8 +147,6 @@ def evaluate(
     if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
         raise ValueError(f"samples must be an integer >= 1, got {samples!r}")
     if out_dir is not None:
-        from ._report import check_report_dir
-
         check_report_dir(out_dir, force)  # fail before the work, not after it
     truth = _window(data, horizon)
     n, k = truth.n_trajectories, samples
@@ -181,8 +180,6 @@ def evaluate(
     report = Report(metrics=metrics, truth=truth, predictions=_predictions(pred, truth, k, metrics),
                     energy=energy, attractor=attractor)
     if out_dir is not None:
-        from ._report import write_report
-
         write_report(report, out_dir, force, plots)
     return report
 
@@ -361,7 +358,7 @@ def _chaos_metrics(model, system, truth: Trajectories, metrics: dict, lyapunov: 
     metrics["attractor"] = {key: value.tolist() for key, value in stats.items()}
     metrics["attractor"].update(time_span=float(t_long[-1] - t_long[burn_in]),
                                 burn_in_time=float(t_long[burn_in]), n_trajectories=len(x_start))
-    return model_long, true_long
+    return model_long[:, burn_in:], true_long[:, burn_in:]
 
 
 def _lyapunov(obj, x0: Tensor, options: dict[str, Any]) -> float | None:
