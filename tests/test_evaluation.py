@@ -336,3 +336,17 @@ def test_lorenz_with_a_perturbed_parameter(lorenz, tmp_path):
     # both attractors are Lorenz butterflies of nearly the same size
     np.testing.assert_allclose(a["std_pred"], a["std_true"], rtol=0.25)
     assert (tmp_path / "r" / "attractor.png").read_bytes()[:8] == PNG
+
+
+def test_pendulum_data_brings_its_true_energy():
+    """Data simulated by physdyn names its system: the reference is rebuilt from it, with its energy."""
+    from physdyn.evaluation import reference_system
+
+    data = systems.get("pendulum", L=2.0).simulate(3, t_end=5.0, dt=0.05, seed=2)
+    system = reference_system(data)
+    assert system.params["L"] == 2.0
+    model = systems.get("pendulum", L=2.0)
+    m = evaluate(model, data, 100, system=system).metrics
+    assert m["energy_source"] == "true" and max(m["rmse"]) < 1e-9
+    assert m["energy_drift"]["worst"] < 1e-6  # a symplectic order-6 integrator keeps H
+    assert "lyapunov_max_model" not in m and "attractor" not in m  # not a chaotic system
