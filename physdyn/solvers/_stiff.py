@@ -3,8 +3,9 @@
 Written by hand because torchdiffeq has no implicit methods and scipy's stiff solvers (``Radau``, ``BDF``,
 ``LSODA``) integrate one trajectory at a time and are not differentiable. A Rosenbrock method needs no
 Newton iteration: each step solves ``s`` linear systems with the one matrix W = I/(hγ) − J, so a batch of
-trajectories is one batched LU factorisation per step (``torch.linalg.lu_factor``) and every operation is
-an ordinary differentiable torch op.
+trajectories needs one batched inverse of W per step (``torch.linalg.inv``, reused by every stage: for the
+small dense systems this solver is for, cheaper than a factorisation plus ``s`` triangular solves), and
+every operation is an ordinary differentiable torch op.
 
 Each trajectory has its own step size and accept/reject decision (trajectories that have reached their
 last output time idle), and every output time is hit exactly. Gradients w.r.t. ``x0`` and any parameters
@@ -216,7 +217,7 @@ def stiff_integrate(
             is the initial time.
         jacobian: ``jacobian(t, x) -> (B, D, D)``, ∂f/∂x; None computes it by autograd (D backward passes).
         rtol, atol: the local error of each step, measured as the RMS over components of
-            err / (atol + rtol · max(|x_old|, |x_new|)), is kept ≤ 1. ``atol`` may be a (D,) tensor.
+            err / (atol + rtol · max(|x_old|, |x_new|)), is kept ≤ 1. ``atol`` > 0 may be a (D,) tensor.
         method: ``"rodas5p"`` (order 5, default) or ``"rodas4"`` (order 4).
         autonomous: True when f does not depend on t; otherwise ∂f/∂t is taken by a forward difference.
         h0: first step (the same for every trajectory); None picks one per trajectory.
@@ -240,8 +241,8 @@ def stiff_integrate(
     if not (math.isfinite(rtol) and rtol >= 10 * eps):
         raise ValueError(f"rtol={rtol} must be a number >= {10 * eps:.1e} (10 x machine epsilon of {dtype})")
     atol_t = torch.as_tensor(atol, dtype=dtype, device=device)
-    if atol_t.shape not in {(), (dim,)} or not bool(torch.isfinite(atol_t).all()) or bool((atol_t < 0).any()):
-        raise ValueError(f"atol must be a number >= 0 or a ({dim},) tensor of them, got {atol}")
+    if atol_t.shape not in {(), (dim,)} or not bool((torch.isfinite(atol_t) & (atol_t > 0)).all()):
+        raise ValueError(f"atol must be a number > 0 or a ({dim},) tensor of them, got {atol}")
     if max_steps < 1:
         raise ValueError(f"max_steps must be >= 1, got {max_steps}")
     times = torch.as_tensor(t, dtype=dtype, device=device)
