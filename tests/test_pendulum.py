@@ -10,7 +10,6 @@ import pytest
 import torch
 from scipy.integrate import quad
 
-from physdyn.solvers import sdeint
 from physdyn.systems import get
 
 F64 = torch.float64
@@ -157,14 +156,13 @@ def test_simulate_deterministic():
 
 
 def langevin_ensemble(seed: int, n: int, t: torch.Tensor) -> tuple[object, torch.Tensor]:
-    """The Langevin form at noise 1, solved as ``facts.json`` prescribes (``sde_method``, step ``sde_dt``),
+    """The Langevin form at noise 1 through ``simulate`` (``sde_method`` and ``sde_dt`` from facts.json),
     from states near equilibrium: p ~ N(0, m L² kT), θ ~ N(0, kT / (m g L)) (the harmonic approximation)."""
     system = get("pendulum")
     generator = torch.Generator().manual_seed(seed)
     scale = torch.tensor([math.sqrt(1.0 / 9.81), 1.0], dtype=F64)
     x0 = torch.randn(n, 2, generator=generator, dtype=F64) * scale
-    states = sdeint(system.sde(1.0), x0, t, seed=seed, dt=system.facts["sde_dt"],
-                    method=system.facts["sde_method"])
+    states = system.simulate(x0=x0, t=t, seed=seed, noise=1.0).states
     return system, states
 
 

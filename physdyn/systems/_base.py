@@ -41,7 +41,9 @@ class System(ABC):
         known = self.facts["params"]
         for key, value in params.items():
             if key not in known:
-                raise ValueError(f"unknown parameter {key!r} for system {self.name!r} (known: {', '.join(known)})")
+                raise ValueError(
+                    f"unknown parameter {key!r} for system {self.name!r} (known: {', '.join(known)})"
+                )
             if isinstance(value, bool) or not isinstance(value, int | float):
                 raise ValueError(f"parameter {key!r} of system {self.name!r} must be a number, got {value!r}")
         self.dtype = dtype
@@ -82,7 +84,7 @@ class System(ABC):
         return torch.vmap(torch.func.jacrev(f))(x)
 
     def integrate(self, x0: Tensor, t: Tensor, progress: bool = False) -> Tensor:
-        """Deterministic solution from ``x0`` (N, *state_shape) on the times ``t`` (T,); returns (N, T, *S)."""
+        """Deterministic solution from ``x0`` (N, *state_shape) at the times ``t`` (T,): (N, T, *S)."""
         from ..solvers import odeint
 
         solver = self.facts.get("solver", {})
@@ -109,7 +111,7 @@ class System(ABC):
 
         Args:
             n_trajectories: number of random initial states (ignored when ``x0`` is given).
-            t_end, dt: output grid 0, dt, ..., t_end (defaults from ``facts.json``); ignored when ``t`` is given.
+            t_end, dt: output grid 0, dt, ..., t_end (defaults from facts.json); ignored when ``t`` is given.
             seed: seeds the initial states and, for ``noise > 0``, the Brownian paths.
             noise: 0 for the deterministic system; > 0 scales the system's stochastic form (see its docs).
             x0: initial states (N, *state_shape).
@@ -138,11 +140,13 @@ class System(ABC):
             from ..solvers import sdeint
 
             states = sdeint(self.sde(noise, noise_type), x0, t.to(self.dtype), seed=seed,
-                            dt=self.facts.get("sde_dt", float(t.diff().min())), progress=progress)
+                            dt=self.facts.get("sde_dt", float(t.diff().min())),
+                            method=self.facts.get("sde_method"), progress=progress)
         n, n_t = states.shape[:2]
         derivatives = None
         if noise == 0:  # the systems are autonomous, so f needs no per-sample time
-            derivatives = self.vector_field(t[0], states.reshape(n * n_t, *states.shape[2:])).reshape(states.shape)
+            flat = states.reshape(n * n_t, *states.shape[2:])
+            derivatives = self.vector_field(t[0], flat).reshape(states.shape)
         meta: dict[str, Any] = {"seed": seed, "noise": noise}
         if noise > 0:
             meta["noise_type"] = noise_type or self.facts.get("default_noise_type", "")
