@@ -50,9 +50,9 @@ EXAMPLES: dict[str, Example] = {
         description="Hamiltonian neural network on the ideal pendulum: energy conserved over long rollouts",
         system="pendulum",
         dataset="pendulum.h5",
-        simulate={"n_trajectories": 32, "t_end": 20.0, "dt": 0.1, "seed": 0},
+        simulate={"n_trajectories": 64, "t_end": 20.0, "dt": 0.05, "seed": 0},  # as datasets/pendulum.md
         config={
-            "data": {"window": 5, "batch_size": 256},
+            "data": {"window": 5, "stride": 4, "batch_size": 256},
             "model": {"name": "hnn", "width": 64, "depth": 2},
             "training": {"max_epochs": 60, "lr": 3e-3, "seed": 0, "progress_bar": False},
         },
@@ -62,9 +62,9 @@ EXAMPLES: dict[str, Example] = {
         description="neural ODE on Lorenz-63: valid prediction time, Lyapunov exponent and attractor",
         system="lorenz",
         dataset="lorenz.h5",
-        simulate={"n_trajectories": 16, "t_end": 10.0, "dt": 0.02, "seed": 0},
+        simulate={"n_trajectories": 32, "t_end": 15.0, "dt": 0.02, "seed": 0},  # as datasets/lorenz.md
         config={
-            "data": {"window": 5, "batch_size": 256},
+            "data": {"window": 5, "stride": 3, "batch_size": 256},
             "model": {"name": "node", "width": 64, "depth": 3},
             "training": {"max_epochs": 60, "lr": 3e-3, "seed": 0, "progress_bar": False},
         },
