@@ -11,7 +11,9 @@ from .pendulum import Pendulum
 from .reaction_diffusion import ReactionDiffusion
 from .robertson import Robertson
 
-_REGISTRY: dict[str, type[System]] = {cls.name: cls for cls in (Pendulum, Lorenz, ReactionDiffusion, Robertson)}
+_REGISTRY: dict[str, type[System]] = {
+    cls.name: cls for cls in (Pendulum, Lorenz, ReactionDiffusion, Robertson)
+}
 
 
 def names() -> list[str]:
@@ -26,4 +28,6 @@ def get(name: str, **params: float) -> System:
     return _REGISTRY[name](**params)
 
 
-__all__ = ["Lorenz", "Pendulum", "ReactionDiffusion", "Robertson", "System", "facts", "get", "names", "time_grid"]
+__all__ = [
+    "Lorenz", "Pendulum", "ReactionDiffusion", "Robertson", "System", "facts", "get", "names", "time_grid",
+]
