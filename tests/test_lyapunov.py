@@ -3,6 +3,8 @@ autograd Jacobian-vector products against the analytic Jacobian, the spectrum's 
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -163,3 +165,15 @@ def test_bad_input_raises_value_error(kwargs, match):
 def test_objects_without_vector_field_are_refused():
     with pytest.raises(ValueError, match="vector_field"):
         largest_lyapunov_exponent(object(), torch.zeros(2, 3))
+
+
+@pytest.mark.parametrize("method", ["tangent", "two_trajectory"])
+def test_a_diverging_trajectory_gives_nan(method):
+    class BlowUp:  # dx/dt = x², x(t) = x0 / (1 − x0 t): infinite at t = 1 from x0 = 1, bounded from x0 = −1
+        def vector_field(self, t, x):
+            return x * x
+
+    x0 = torch.tensor([[1.0], [-1.0]], dtype=F64)
+    values = largest_lyapunov_exponent(BlowUp(), x0, t_transient=0.0, t_total=2.0, method=method,
+                                       per_state=True)
+    assert math.isnan(float(values[0])) and math.isfinite(float(values[1]))

@@ -13,6 +13,7 @@ smooth dynamical systems and for Hamiltonian systems; a method for computing all
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -94,26 +95,39 @@ def lyapunov_spectrum(
     k = d if k is None else k
     if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= d:
         raise ValueError(f"k must be an integer between 1 and the state dimension {d}, got {k!r}")
-    n_transient, n_total, substeps = _schedule(t_transient, t_total, dt, renorm_every)
-    b, shape = x0.shape[0], x0.shape[1:]
+    schedule = _schedule(t_transient, t_total, dt, renorm_every)
+    b = x0.shape[0]
     g = torch.Generator(device="cpu").manual_seed(seed)
     q = _orthonormalise(torch.randn(b, k, d, generator=g, dtype=torch.float64))[0].to(x0)
-    flow = _TangentFlow(obj, shape, k)
+
+    def renormalise(z: Tensor) -> tuple[Tensor, Tensor]:
+        q, growth = _orthonormalise(z[:, d:].reshape(b, k, d))
+        return torch.cat([z[:, :d], q.reshape(b, k * d)], dim=1), growth
+
     z = torch.cat([x0.reshape(b, d), q.reshape(b, k * d)], dim=1)
-    logs = torch.zeros(b, k, dtype=torch.float64, device=x0.device)
-    t = 0.0
+    values = _average_log_growth(_TangentFlow(obj, x0.shape[1:], k), z, renormalise, schedule, solver)
+    return values if per_state else values.mean(dim=0)
+
+
+def _average_log_growth(flow: Callable[[Tensor, Tensor], Tensor], z: Tensor,
+                        renormalise: Callable[[Tensor], tuple[Tensor, Tensor]],
+                        schedule: tuple[int, int, int, float], solver: str) -> Tensor:
+    """Integrate dz/dt = flow(t, z) in pieces of ``renorm_every``; after each, ``renormalise(z)`` returns the
+    renormalised z and the growth factors (B, ...) since the last one. Returns the time-averaged log growth
+    after the transient, nan for any row of z that left the finite numbers."""
+    n_transient, n_total, substeps, renorm_every = schedule
+    logs, t = 0.0, 0.0
     with torch.no_grad():
         for i in range(n_transient + n_total):
             grid = torch.tensor([t, t + renorm_every], dtype=torch.float64)
-            z = rk_integrate(flow, z, grid, method=solver, substeps=substeps)[:, -1]
+            z, growth = renormalise(rk_integrate(flow, z, grid, method=solver, substeps=substeps)[:, -1])
             t += renorm_every
-            q, growth = _orthonormalise(z[:, d:].reshape(b, k, d))
             if i >= n_transient:
-                logs += growth.log().to(torch.float64)
-            z = torch.cat([z[:, :d], q.reshape(b, k * d)], dim=1)
+                logs = logs + growth.log().to(torch.float64)
     values = logs / (n_total * renorm_every)
-    values[~torch.isfinite(z).all(dim=1)] = math.nan
-    return values if per_state else values.mean(dim=0)
+    finite = torch.isfinite(z).all(dim=1)
+    values[~finite.reshape(-1, len(values)).all(dim=0)] = math.nan
+    return values
 
 
 def _orthonormalise(deltas: Tensor) -> tuple[Tensor, Tensor]:
@@ -164,7 +178,7 @@ def _jvp(obj: Any, t: Tensor, x: Tensor, deltas: Tensor, k: int) -> tuple[Tensor
 def _two_trajectory(obj: Any, x0: Tensor, t_transient: float, t_total: float, dt: float, renorm_every: float,
                     solver: str, separation: float | None, seed: int) -> Tensor:
     x0, d = _prepare(obj, x0)
-    n_transient, n_total, substeps = _schedule(t_transient, t_total, dt, renorm_every)
+    schedule = _schedule(t_transient, t_total, dt, renorm_every)
     b = x0.shape[0]
     if separation is None:
         separation = math.sqrt(torch.finfo(x0.dtype).eps) * max(float(x0.square().mean().sqrt()), 1.0)
@@ -174,25 +188,16 @@ def _two_trajectory(obj: Any, x0: Tensor, t_transient: float, t_total: float, dt
     direction = torch.randn(b, d, generator=g, dtype=torch.float64).to(x0)
     flat = x0.reshape(b, d)
     pair = torch.cat([flat, flat + separation * direction / direction.norm(dim=1, keepdim=True)])
-    logs = torch.zeros(b, dtype=torch.float64, device=x0.device)
 
-    def f(t: Tensor, z: Tensor) -> Tensor:
+    def flow(t: Tensor, z: Tensor) -> Tensor:  # both trajectories of every pair in one batch (2B, D)
         return obj.vector_field(t, z.reshape(2 * b, *x0.shape[1:])).reshape(2 * b, d).detach()
 
-    t = 0.0
-    with torch.no_grad():
-        for i in range(n_transient + n_total):
-            grid = torch.tensor([t, t + renorm_every], dtype=torch.float64)
-            pair = rk_integrate(f, pair, grid, method=solver, substeps=substeps)[:, -1]
-            t += renorm_every
-            gap = pair[b:] - pair[:b]
-            size = gap.norm(dim=1, keepdim=True)
-            if i >= n_transient:
-                logs += (size[:, 0] / separation).log().to(torch.float64)
-            pair = torch.cat([pair[:b], pair[:b] + gap * (separation / size)])
-    values = logs / (n_total * renorm_every)
-    values[~torch.isfinite(pair[:b]).all(dim=1)] = math.nan
-    return values
+    def renormalise(pair: Tensor) -> tuple[Tensor, Tensor]:
+        gap = pair[b:] - pair[:b]
+        size = gap.norm(dim=1, keepdim=True)
+        return torch.cat([pair[:b], pair[:b] + gap * (separation / size)]), size[:, 0] / separation
+
+    return _average_log_growth(flow, pair, renormalise, schedule, solver)
 
 
 def _prepare(obj: Any, x0: Tensor) -> tuple[Tensor, int]:
@@ -212,8 +217,10 @@ def _prepare(obj: Any, x0: Tensor) -> tuple[Tensor, int]:
     return x0, math.prod(x0.shape[1:])
 
 
-def _schedule(t_transient: float, t_total: float, dt: float, renorm_every: float) -> tuple[int, int, int]:
-    """Renormalisations in the transient and in the average, and RK steps between two of them."""
+def _schedule(t_transient: float, t_total: float, dt: float,
+              renorm_every: float) -> tuple[int, int, int, float]:
+    """Renormalisations in the transient and in the average, RK steps between two of them, and their
+    spacing in time."""
     if not (math.isfinite(t_transient) and t_transient >= 0):
         raise ValueError(f"t_transient must be a non-negative number, got {t_transient}")
     for name, value in [("t_total", t_total), ("dt", dt), ("renorm_every", renorm_every)]:
@@ -225,4 +232,4 @@ def _schedule(t_transient: float, t_total: float, dt: float, renorm_every: float
     n_total = round(t_total / renorm_every)
     if n_total < 1:
         raise ValueError(f"t_total={t_total} must be at least renorm_every={renorm_every}")
-    return round(t_transient / renorm_every), n_total, substeps
+    return round(t_transient / renorm_every), n_total, substeps, renorm_every
