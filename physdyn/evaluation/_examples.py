@@ -52,9 +52,13 @@ EXAMPLES: dict[str, Example] = {
         dataset="pendulum.h5",
         simulate={"n_trajectories": 64, "t_end": 20.0, "dt": 0.05, "seed": 0},  # as datasets/pendulum.md
         config={
-            "data": {"window": 5, "stride": 4, "batch_size": 256},
+            # the bundled data carries exact dx/dt, so derivative matching alone suffices (pairs of samples);
+            # a rollout loss here cost 5x the time for an 8x larger error at the horizon
+            "data": {"window": 2, "stride": 1, "batch_size": 512},
             "model": {"name": "hnn", "width": 64, "depth": 2},
-            "training": {"max_epochs": 60, "lr": 3e-3, "seed": 0, "progress_bar": False},
+            "training": {
+                "max_epochs": 40, "lr": 3e-3, "rollout_weight": 0.0, "seed": 0, "progress_bar": False,
+            },
         },
         horizon=400,
     ),

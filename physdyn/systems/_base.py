@@ -142,6 +142,7 @@ class System(ABC):
             states = sdeint(self.sde(noise, noise_type), x0, t.to(self.dtype), seed=seed,
                             dt=self.facts.get("sde_dt", float(t.diff().min())),
                             method=self.facts.get("sde_method"), progress=progress)
+        states = states.detach()  # data, not a graph (torchsde's Milstein step enables grad internally)
         n, n_t = states.shape[:2]
         derivatives = None
         if noise == 0:  # the systems are autonomous, so f needs no per-sample time
