@@ -8,8 +8,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from ..solvers import symplectic_integrate
 from ..solvers._symplectic import ORDERS as _SYMPLECTIC_METHODS
-from ..solvers._symplectic import symplectic_integrate
 from ._base import DynamicsModel, _check_rollout_args
 from ._mlp import SMOOTH_ACTIVATIONS, mlp
 
