@@ -53,7 +53,7 @@ class Budget:
     periods: int = 100  # long-horizon pendulum rollout
     lorenz_train: int = 32  # training trajectories
     lorenz_t_end: float = 20.0  # their length
-    lorenz_epochs: int = 100
+    lorenz_epochs: int = 200
     lorenz_test: int = 32  # held-out initial states
     lorenz_horizon: float = 25.0  # forecast length
     lyapunov_states: int = 16
@@ -201,7 +201,7 @@ def pendulum_section(budget: Budget, workdir: Path, cache: dict) -> None:
             if name == "hnn":  # its default rollout: symplectic Yoshida-4 (of implicit midpoint steps)
                 with torch.no_grad():
                     pred = model.rollout(x0, t, substeps=2)
-                own = f"{float(metrics.energy_drift(pred, energy=model.energy)['max'].max()):.1e}"
+                    own = f"{float(metrics.energy_drift(pred, energy=model.energy)['max'].max()):.1e}"
                 how = "yoshida4, h = 0.05"
             else:
                 pred, how = rollout(model, x0, t), "dopri5 rtol 1e-10"
