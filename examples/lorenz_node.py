@@ -9,30 +9,10 @@ statistics of its attractor against the true one's.
 The settings (model size, epochs, horizon) are in physdyn/evaluation/_examples.py.
 """
 
-from __future__ import annotations
+import sys
 
-import argparse
-
-from physdyn.data import DataFormatError
-from physdyn.evaluation import run_example, summary
-
-NAME = "lorenz-node"
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default=f"runs/{NAME}", help="output folder (default %(default)s)")
-    parser.add_argument("--data", help="trajectory file to train and test on (default: the bundled one)")
-    parser.add_argument("--max-epochs", type=int, help="training epochs (default: the example's)")
-    parser.add_argument("--force", action="store_true", help="replace the outputs of an earlier run")
-    args = parser.parse_args()
-    try:
-        report = run_example(NAME, args.out, data=args.data, force=args.force, max_epochs=args.max_epochs)
-    except (FileExistsError, DataFormatError) as err:
-        parser.error(str(err))
-    print(summary(report.metrics))
-    print(f"report: {report.path}")
-
+from physdyn.cli import main
 
 if __name__ == "__main__":
-    main()
+    # the same options, messages and exit status as the command (one argument parser for both)
+    sys.exit(main(["example", "lorenz-node", *sys.argv[1:]]))
