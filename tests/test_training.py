@@ -225,3 +225,60 @@ def test_two_process_fit_gives_a_usable_checkpoint(tmp_path, linear_file):
     x = learned.rollout(linear_data(2).states[:, 0], torch.linspace(0, 2, 11))
     assert x.shape == (2, 11, 2) and torch.isfinite(x).all()
     assert epochs_logged(run) == [0, 1]
+
+
+# -------------------------------------------------------------------------- fitted initial states
+
+
+def noisy_rotations(n=64, n_t=41, noise=0.2, seed=0) -> Trajectories:
+    """x(t) = (a cos(t + φ), −a sin(t + φ)), the flow of dx/dt = J x (J = [[0, 1], [−1, 0]]), plus noise."""
+    g = torch.Generator().manual_seed(seed)
+    t = torch.linspace(0, 4, n_t, dtype=torch.float64)
+    phase = torch.rand(n, 1, generator=g, dtype=torch.float64) * 2 * math.pi
+    amplitude = 1 + torch.rand(n, 1, generator=g, dtype=torch.float64)
+    clean = torch.stack([amplitude * torch.cos(t + phase), -amplitude * torch.sin(t + phase)], -1)
+    noise = noise * torch.randn(clean.shape, generator=g, dtype=torch.float64)
+    return Trajectories(t=t, states=clean + noise)
+
+
+def test_fitted_initial_states_remove_the_noise_bias():
+    # Rollouts from noisy starts teach an affine model spurious damping (trace A < 0: the noise in x0 looks
+    # like decay towards the mean); fitting the starts recovers the conservative rotation A = J.
+    from torch.utils.data import default_collate
+
+    from physdyn.data import WindowDataset
+
+    windows = WindowDataset(noisy_rotations(), window=9, stride=8, dtype=torch.float64)
+    batch = default_collate([windows[k] for k in range(len(windows))])
+    fields = {}
+    for kind, initial in (("observed", None), ("fitted", windows.first_states())):
+        torch.manual_seed(0)
+        model = models.get("node", state_dim=2, depth=0).double()
+        module = DynamicsModule(model, rollout_weight=1.0, lr=0.02, initial_states=initial)
+        optimizer = module.configure_optimizers()
+        for _ in range(250):
+            optimizer.zero_grad()
+            module.losses(batch)["loss"].backward()
+            optimizer.step()
+        fields[kind] = model.net[0].weight.detach()
+    exact = torch.tensor([[0.0, 1.0], [-1.0, 0.0]], dtype=torch.float64)
+    assert float(fields["observed"].trace()) < -0.08  # the bias this feature exists for (measured −0.13)
+    assert abs(float(fields["fitted"].trace())) < 0.02  # measured 0.002
+    assert float((fields["fitted"] - exact).norm()) < 0.05  # measured 0.03
+    with pytest.raises(ValueError, match="rollout"):
+        DynamicsModule(model, rollout_weight=0.0, initial_states=windows.first_states())
+
+
+def test_fitted_initial_states_train_with_the_model(tmp_path, linear_file):
+    cfg = config(linear_file, initial_state="fitted", max_epochs=2)
+    run = fit(cfg, tmp_path / "run")
+    state = weights(run)
+    n_windows = len(range(0, 40 - 4 + 1, 3)) * 8  # 8 training trajectories of 40 samples
+    assert state["initial_states"].shape == (n_windows, 2)
+    assert torch.isfinite(load_run(run).rollout(linear_data(2).states[:, 0], torch.linspace(0, 1, 5))).all()
+    assert fit({"training": {"max_epochs": 3}}, run, resume=True) == run
+    assert not torch.equal(weights(run)["initial_states"], state["initial_states"])
+    for bad, message in [({"initial_state": "learned"}, "observed or fitted"),
+                         ({"initial_state": "fitted", "rollout_weight": 0.0}, "window >= 2")]:
+        with pytest.raises(ValueError, match=message):
+            fit(config(linear_file, **bad), tmp_path / "bad")

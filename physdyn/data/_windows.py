@@ -71,7 +71,8 @@ class WindowDataset(Dataset):
     - ``"t"``: (W,) the window's own times (from the trajectory's grid, shared or per trajectory);
     - ``"x"``: (W, D) states;
     - ``"mask"``: (W, D) bool, True where observed (all True when the data has no mask);
-    - ``"dxdt"``: (W, D) derivatives, only when the data has them.
+    - ``"dxdt"``: (W, D) derivatives, only when the data has them;
+    - ``"index"``: () the window's number k in this dataset (a fitted initial state is looked up by it).
 
     A window whose first state is not fully observed is skipped, since a rollout must start from a known
     state. The tensors are views into the (already normalised) trajectories, cast to ``dtype``.
@@ -95,13 +96,17 @@ class WindowDataset(Dataset):
         first_observed = self.mask[:, starts].all(-1)  # (N, starts)
         self.index = [(i, int(starts[j])) for i, j in first_observed.nonzero().tolist()]
 
+    def first_states(self) -> Tensor:
+        """The first state of every window, (len(self), D): where fitted initial states start from."""
+        return torch.stack([self.x[i, s] for i, s in self.index]) if self.index else self.x[:0, 0]
+
     def __len__(self) -> int:
         return len(self.index)
 
     def __getitem__(self, k: int) -> dict[str, Tensor]:
         i, s = self.index[k]
         w = slice(s, s + self.window)
-        item = {"t": self.t[i, w], "x": self.x[i, w], "mask": self.mask[i, w]}
+        item = {"t": self.t[i, w], "x": self.x[i, w], "mask": self.mask[i, w], "index": torch.tensor(k)}
         if self.dxdt is not None:
             item["dxdt"] = self.dxdt[i, w]
         return item

@@ -44,6 +44,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "rollout_weight": 1.0,  # weight of the multi-step rollout loss
         "rollout_method": "rk4",  # integrator of the rollout loss (any method of the model's rollout)
         "rollout_substeps": 1,  # integrator steps per sampling interval in the rollout loss
+        "initial_state": "observed",  # rollouts start from: observed | fitted (a learned state per window)
         "early_stopping_patience": None,  # stop after this many epochs without improvement (None: off)
         "accelerator": "auto",  # auto | cpu | gpu
         "devices": 1,  # processes / devices ("auto" allowed)

@@ -27,8 +27,15 @@ class DynamicsModule(L.LightningModule):
       first state over that window's own times (one grid per sample) with ``rollout_method`` and
       ``rollout_substeps`` (windows of one sample have no rollout).
 
-    Batches are dicts {"t": (B, W), "x": (B, W, D), "mask": (B, W, D), "dxdt": (B, W, D)} as made by
-    :class:`physdyn.data.WindowDataset`. Logs ``train_loss``, ``val_loss`` and their parts
+    Fitted initial states (``initial_states`` given, one row per training window): a rollout from a noisy
+    observed state carries that noise along the whole window, and the model learns to expect it (a biased
+    field, the errors-in-variables problem). Instead each training window starts from its own learned state
+    z_k, initialised at the observed one and trained jointly with the model; L_rollout then includes k = 0,
+    and L_deriv compares f_θ at the rollout's states x̂(t_k), not at the noisy observations. Validation and
+    test windows, which have no fitted state, start from their observed states as above.
+
+    Batches are dicts {"t": (B, W), "x": (B, W, D), "mask": (B, W, D), "dxdt": (B, W, D), "index": (B,)}
+    as made by :class:`physdyn.data.WindowDataset`. Logs ``train_loss``, ``val_loss`` and their parts
     (``*_derivative_loss``, ``*_rollout_loss``) once per epoch.
 
     Args:
@@ -37,6 +44,9 @@ class DynamicsModule(L.LightningModule):
         schedule: "none", "cosine" (cosine annealing over ``max_epochs``) or "plateau" (halve the rate after
             5 epochs without improvement of ``monitor``).
         monitor: the logged metric the plateau schedule watches.
+        initial_states: (number of training windows, D) the first observed state of each training window
+            (``WindowDataset.first_states()``), to fit initial states from; None starts every rollout from
+            the observed state.
     """
 
     def __init__(
@@ -53,6 +63,7 @@ class DynamicsModule(L.LightningModule):
         schedule: str = "none",
         max_epochs: int | None = None,
         monitor: str = "val_loss",
+        initial_states: Tensor | None = None,
     ) -> None:
         super().__init__()
         for name, value in (("derivative_weight", derivative_weight), ("rollout_weight", rollout_weight),
@@ -72,8 +83,11 @@ class DynamicsModule(L.LightningModule):
             raise ValueError(f"rollout_method must be a method name, got {rollout_method!r}")
         if derivative_weight == 0 and rollout_weight == 0:
             raise ValueError("derivative_weight and rollout_weight are both 0: nothing to train on")
+        if initial_states is not None and rollout_weight == 0:
+            raise ValueError("fitted initial states need the rollout loss (rollout_weight > 0)")
         self.model = model
-        self.save_hyperparameters(ignore=["model"])
+        self.initial_states = None if initial_states is None else nn.Parameter(initial_states.clone())
+        self.save_hyperparameters(ignore=["model", "initial_states"])
 
     def forward(self, t: Tensor, x: Tensor) -> Tensor:
         return self.model.vector_field(t, x)
@@ -83,13 +97,20 @@ class DynamicsModule(L.LightningModule):
         hp = self.hparams
         t, x, mask = batch["t"], batch["x"], batch["mask"]
         out: dict[str, Tensor] = {}
-        if hp.derivative_weight > 0 and "dxdt" in batch:
-            full = mask.all(-1)  # the field needs the whole state as input
-            pred = self.model.vector_field(t[full], x[full])
-            out["derivative_loss"] = masked_mse(pred, batch["dxdt"][full], mask[full])
+        fitted = self.initial_states is not None and self.training and x.shape[1] > 1
         if hp.rollout_weight > 0 and x.shape[1] > 1:
-            pred = self.model.rollout(x[:, 0], t, method=hp.rollout_method, substeps=hp.rollout_substeps)
-            out["rollout_loss"] = masked_mse(pred[:, 1:], x[:, 1:], mask[:, 1:])
+            x0 = self.initial_states[batch["index"]] if fitted else x[:, 0]
+            rollout = self.model.rollout(x0, t, method=hp.rollout_method, substeps=hp.rollout_substeps)
+            first = 0 if fitted else 1  # a fitted start is itself compared with the observed one
+            out["rollout_loss"] = masked_mse(rollout[:, first:], x[:, first:], mask[:, first:])
+        if hp.derivative_weight > 0 and "dxdt" in batch:
+            if fitted:  # the field at the fitted trajectory's states, which carry no observation noise
+                pred = self.model.vector_field(t.flatten(), rollout.flatten(0, 1)).view_as(x)
+                out["derivative_loss"] = masked_mse(pred, batch["dxdt"], mask)
+            else:
+                full = mask.all(-1)  # the field needs the whole state as input
+                pred = self.model.vector_field(t[full], x[full])
+                out["derivative_loss"] = masked_mse(pred, batch["dxdt"][full], mask[full])
         if not out:
             raise ValueError("no loss applies: the data has no derivatives and windows of one sample "
                              "(or rollout_weight = 0) leave no rollout")
@@ -118,7 +139,10 @@ class DynamicsModule(L.LightningModule):
 
     def configure_optimizers(self):
         hp = self.hparams
-        opt = OPTIMIZERS[hp.optimizer](self.model.parameters(), lr=hp.lr, weight_decay=hp.weight_decay)
+        groups = [{"params": list(self.model.parameters())}]
+        if self.initial_states is not None:  # states are data, not weights: no decay towards 0
+            groups.append({"params": [self.initial_states], "weight_decay": 0.0})
+        opt = OPTIMIZERS[hp.optimizer](groups, lr=hp.lr, weight_decay=hp.weight_decay)
         if hp.schedule == "cosine":
             t_max = hp.max_epochs or self.trainer.max_epochs
             return {"optimizer": opt, "lr_scheduler": torch.optim.lr_scheduler.CosineAnnealingLR(opt, t_max)}

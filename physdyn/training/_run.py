@@ -151,6 +151,13 @@ def prepare(config: dict[str, Any], run_dir: str | os.PathLike | None = None, *,
     if not dm.has_derivatives and train_cfg["rollout_weight"] == 0:
         raise ValueError("the data has no derivatives, so training needs the rollout loss "
                          "(training.rollout_weight > 0)")
+    if train_cfg["initial_state"] not in ("observed", "fitted"):
+        raise ValueError("training.initial_state must be observed or fitted, "
+                         f"got {train_cfg['initial_state']!r}")
+    fitted = train_cfg["initial_state"] == "fitted"
+    if fitted and (data_cfg["window"] < 2 or train_cfg["rollout_weight"] == 0):
+        raise ValueError("training.initial_state=fitted needs rollouts: data.window >= 2 and "
+                         "training.rollout_weight > 0")
     has_val = len(dm.datasets["val"]) > 0
     monitor = "val_loss" if has_val else "train_loss"
     module = DynamicsModule(
@@ -158,7 +165,8 @@ def prepare(config: dict[str, Any], run_dir: str | os.PathLike | None = None, *,
         rollout_weight=train_cfg["rollout_weight"], rollout_method=train_cfg["rollout_method"],
         rollout_substeps=train_cfg["rollout_substeps"], optimizer=train_cfg["optimizer"], lr=train_cfg["lr"],
         weight_decay=train_cfg["weight_decay"], schedule=train_cfg["schedule"],
-        max_epochs=train_cfg["max_epochs"], monitor=monitor)
+        max_epochs=train_cfg["max_epochs"], monitor=monitor,
+        initial_states=dm.datasets["train"].first_states() if fitted else None)
     _dry_run(module, dm, PRECISIONS[train_cfg["precision"]])
 
     cfg["source"] = {"system": traj.system, "system_params": traj.system_params,
