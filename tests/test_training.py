@@ -282,3 +282,15 @@ def test_fitted_initial_states_train_with_the_model(tmp_path, linear_file):
                          ({"initial_state": "fitted", "rollout_weight": 0.0}, "window >= 2")]:
         with pytest.raises(ValueError, match=message):
             fit(config(linear_file, **bad), tmp_path / "bad")
+
+
+def test_last_checkpoint_is_the_last_epoch_and_best_the_lowest_loss(tmp_path, linear_file):
+    # A learning rate far too large makes the validation loss jump about, so the best epoch is not the last.
+    run = fit(config(linear_file, max_epochs=6, lr=0.5), tmp_path / "run")
+    with open(run / "logs" / "metrics.csv", newline="") as f:
+        rows = [row for row in csv.DictReader(f) if row.get("val_loss")]
+    val = [(float(row["val_loss"]), int(row["epoch"])) for row in rows]
+    last = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
+    best = torch.load(run / "checkpoints" / "best.ckpt", weights_only=True)
+    assert min(val)[1] != 5, "this run's best epoch is its last: the check below cannot fail"
+    assert last["epoch"] == 5 and best["epoch"] == min(val)[1]

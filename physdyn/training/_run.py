@@ -197,9 +197,12 @@ def _trainer(cfg: dict[str, Any], run_dir: Path, monitor: str, has_val: bool) ->
         raise ValueError(f"training.early_stopping_patience must be null or an integer >= 1: {patience!r}")
     if clip is not None and (isinstance(clip, bool) or not isinstance(clip, int | float) or not clip > 0):
         raise ValueError(f"training.grad_clip must be null or a number > 0, got {clip!r}")
+    # Two checkpoints, two callbacks: Lightning's save_last writes last.ckpt only when a best checkpoint is
+    # saved, so last.ckpt would hold the best epoch, and a resume would restart from there.
     callbacks: list[L.Callback] = [
         ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor=monitor, mode="min",
-                        save_top_k=1, save_last=True, enable_version_counter=False),
+                        save_top_k=1, enable_version_counter=False),
+        ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="last", enable_version_counter=False),
         LearningRateMonitor(logging_interval="epoch"),
     ]
     if patience is not None:
