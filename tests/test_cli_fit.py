@@ -49,7 +49,8 @@ def test_fit_writes_a_run_that_reruns_from_its_config(cli, tmp_path, lorenz_file
             "checkpoints/best.ckpt", "logs/metrics.csv"} <= files
     config = yaml.safe_load((run / "config.yaml").read_text())
     assert config["model"]["name"] == "node" and config["model"]["width"] == 8
-    assert config["model"]["state_dim"] == 3 and config["training"]["max_epochs"] == 2
+    assert config["source"]["state_shape"] == [3] and config["training"]["max_epochs"] == 2
+    assert config["objective"]["name"] == "trajectory_matching"
     assert config["data"]["path"] == str(lorenz_file.absolute())
     assert epochs_logged(run) == [0, 1]
     split = json.loads((run / "split.json").read_text())

@@ -176,6 +176,8 @@ def test_samples_of_a_stochastic_model():
     class Noisy(Rotation):
         """The true rotation plus independent noise of std 0.1 on every rollout after the first state."""
 
+        stochastic = True
+
         def rollout(self, x0, t):
             x = super().rollout(x0, t)
             noise = 0.1 * torch.randn(x.shape, generator=torch.Generator().manual_seed(0), dtype=x.dtype)

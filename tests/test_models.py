@@ -7,11 +7,13 @@ import torch
 
 from physdyn import models
 
+VECTOR_FIELD_MODELS = [n for n in models.names() if "vector_field" in models.model_class(n).capabilities]
 
-@pytest.mark.parametrize("name", models.names())
-def test_every_registered_model_runs_forward_rollout_and_backward(name):
+
+@pytest.mark.parametrize("name", VECTOR_FIELD_MODELS)
+def test_every_vector_field_model_runs_forward_rollout_and_backward(name):
     torch.manual_seed(0)
-    model = models.get(name, state_dim=4, width=16)
+    model = models.get(name, 4, width=16)
     x = torch.randn(5, 4)
     assert model(torch.tensor(0.0), x).shape == (5, 4)
     t = torch.linspace(0, 0.5, 6)
@@ -21,14 +23,18 @@ def test_every_registered_model_runs_forward_rollout_and_backward(name):
     grads = [p.grad for p in model.parameters()]
     assert all(g is not None and torch.isfinite(g).all() for g in grads)
     assert any(g.abs().sum() > 0 for g in grads)
-    assert set(models.defaults(name)) >= {"state_dim", "width", "depth", "activation", "method"}
+    assert set(models.defaults(name)) >= {"width", "depth", "activation", "method"}
+    # predict: a rollout from the context's last state, at the query times
+    # (autonomous, uniform grid: from x at t_1 over t_1..t_5 is the rollout from t_0 over t_0..t_4)
+    pred = model.predict(t[:2], torch.stack([x, x], 1), None, t[1:], samples=2)
+    assert pred.shape == (5, 2, 5, 4) and torch.allclose(pred[:, 1], out[:, :5], atol=1e-6)
 
 
 @pytest.mark.parametrize("separable", [False, True])
 def test_hnn_vector_field_is_the_symplectic_gradient_of_its_energy(separable):
     # Central finite differences of H_θ, independent of autograd: f = (∂H/∂p, −∂H/∂q).
     torch.manual_seed(1)
-    model = models.get("hnn", state_dim=4, width=32, separable=separable).double()
+    model = models.get("hnn", state_shape=4, width=32, separable=separable).double()
     x = torch.randn(6, 4, dtype=torch.float64)
     eps = 1e-6
     grad = torch.stack([(model.energy(x + eps * e) - model.energy(x - eps * e)) / (2 * eps)
@@ -50,7 +56,7 @@ def _convex_hnn(separable: bool) -> models.HamiltonianNN:
     """A random HNN whose H is convex and confining (softplus units with positive output weights), so every
     orbit is closed and bounded: a generic nonlinear oscillator with periods of a few time units."""
     torch.manual_seed(0)
-    model = models.get("hnn", state_dim=2, width=16, depth=1, activation="softplus", separable=separable)
+    model = models.get("hnn", state_shape=2, width=16, depth=1, activation="softplus", separable=separable)
     model = model.double()
     with torch.no_grad():
         for net in ([model.kinetic, model.potential] if separable else [model.net]):
@@ -95,7 +101,7 @@ def test_nonseparable_hnn_rollout_conserves_energy_through_implicit_midpoint():
 
 
 def _linear_node(a: np.ndarray) -> models.NeuralODE:
-    model = models.get("node", state_dim=len(a), depth=0).double()
+    model = models.get("node", state_shape=len(a), depth=0).double()
     with torch.no_grad():
         model.net[0].weight.copy_(torch.from_numpy(a))
         model.net[0].bias.zero_()
@@ -123,7 +129,7 @@ def test_linear_node_rolls_out_to_the_matrix_exponential():
 
 def test_node_adjoint_gradients_equal_direct_backpropagation():
     torch.manual_seed(2)
-    model = models.get("node", state_dim=2, width=8, depth=1).double()
+    model = models.get("node", state_shape=2, width=8, depth=1).double()
     x0 = torch.randn(3, 2, dtype=torch.float64)
     t = torch.linspace(0, 1, 5, dtype=torch.float64)
     grads = []
@@ -136,7 +142,7 @@ def test_node_adjoint_gradients_equal_direct_backpropagation():
 
 def test_hnn_trains_through_its_symplectic_rollout():
     torch.manual_seed(3)
-    model = models.get("hnn", state_dim=2, width=8, separable=True).double()
+    model = models.get("hnn", state_shape=2, width=8, separable=True).double()
     x0 = torch.randn(3, 2, dtype=torch.float64)
     t = torch.linspace(0, 1, 5, dtype=torch.float64)
     loss = model.rollout(x0, t, method="leapfrog", substeps=2)[:, -1].pow(2).sum()
@@ -154,20 +160,22 @@ def test_hnn_trains_through_its_symplectic_rollout():
 
 def test_registry_errors_name_the_problem():
     with pytest.raises(ValueError, match="unknown model 'transformer'"):
-        models.get("transformer", state_dim=2)
+        models.get("transformer", state_shape=2)
     with pytest.raises(ValueError, match="unknown hyperparameter.*widht"):
-        models.get("node", state_dim=2, widht=3)
-    with pytest.raises(ValueError, match="needs state_dim"):
+        models.get("node", state_shape=2, widht=3)
+    with pytest.raises(TypeError, match="state_shape"):
         models.get("hnn")
-    with pytest.raises(ValueError, match="must be even"):
-        models.get("hnn", state_dim=3)
+    with pytest.raises(ValueError, match="state_shape must be"):
+        models.get("node", state_shape=(2, 0))
+    with pytest.raises(ValueError, match="of even size"):
+        models.get("hnn", state_shape=3)
     with pytest.raises(ValueError, match="unknown activation 'relu'"):
-        models.get("hnn", state_dim=2, activation="relu")
+        models.get("hnn", state_shape=2, activation="relu")
     with pytest.raises(ValueError, match="width"):
-        models.get("node", state_dim=2, width=0)
+        models.get("node", state_shape=2, width=0)
     with pytest.raises(ValueError, match="x0 must have shape"):
-        models.get("node", state_dim=2).rollout(torch.zeros(3, 4), torch.linspace(0, 1, 3))
-    with pytest.raises(ValueError, match="unknown method"):
-        models.get("node", state_dim=2).rollout(torch.zeros(3, 2), torch.linspace(0, 1, 3), method="rk99")
-    assert models.names() == ["node", "hnn"]
-    assert models.defaults("hnn")["state_dim"] is None
+        models.get("node", state_shape=2).rollout(torch.zeros(3, 4), torch.linspace(0, 1, 3))
+    with pytest.raises(ValueError, match="unknown integration method"):
+        models.get("node", state_shape=2).rollout(torch.zeros(3, 2), torch.linspace(0, 1, 3), method="rk99")
+    assert {"node", "hnn"} <= set(models.names())
+    assert "state_shape" not in models.defaults("hnn")

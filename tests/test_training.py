@@ -10,8 +10,8 @@ from torch import nn
 from physdyn import models
 from physdyn.data import Normalizer, Trajectories, TrajectoryDataModule, save
 from physdyn.metrics import largest_lyapunov_exponent
-from physdyn.models import DynamicsModel
-from physdyn.training import DynamicsModule, LearnedModel, fit, load_run, masked_mse
+from physdyn.models import VectorFieldModel
+from physdyn.training import DynamicsModule, LearnedModel, TrajectoryMatching, fit, load_run, masked_mse
 
 # A damped rotation dx/dt = A x: exact solution expm(A t) x0, largest Lyapunov exponent max Re λ(A) = −0.1.
 A = torch.tensor([[-0.1, 2.0], [-2.0, -0.1]], dtype=torch.float64)
@@ -33,11 +33,11 @@ def linear_data(n=8, n_t=30, seed=0, per_trajectory_times=False) -> Trajectories
     return Trajectories(t=t, states=states, derivatives=states @ A.T, system="custom", state_names=("q", "p"))
 
 
-class ExactLinear(DynamicsModel):
+class ExactLinear(VectorFieldModel):
     """The true field in normalised coordinates: dz/dt = S⁻¹ A (S z + m), S = diag(std)."""
 
     def __init__(self, a: torch.Tensor, norm: Normalizer) -> None:
-        super().__init__(2, dict(state_dim=2, method="rk4", substeps=8, rtol=1e-9, atol=1e-9, adjoint=False))
+        super().__init__(2, method="rk4", substeps=8, rtol=1e-9, atol=1e-9, adjoint=False)
         self.register_buffer("a", a.clone())
         self.register_buffer("mean", norm.mean.clone())
         self.register_buffer("std", norm.std.clone())
@@ -64,9 +64,10 @@ def test_losses_vanish_for_the_true_dynamics(per_trajectory_times):
     dm.setup()
     batch = next(iter(dm.train_dataloader()))
     with torch.no_grad():
-        losses = DynamicsModule(ExactLinear(A, dm.normalizer), rollout_substeps=8).losses(batch)
+        exact, wrong = ExactLinear(A, dm.normalizer), ExactLinear(A * 1.01, dm.normalizer)
+        losses = TrajectoryMatching(exact, rollout_substeps=8)(exact, batch)
         # the same losses see a slightly wrong field: the checks below can fail
-        wrong = DynamicsModule(ExactLinear(A * 1.01, dm.normalizer), rollout_substeps=8).losses(batch)
+        wrong = DynamicsModule(wrong, TrajectoryMatching(wrong, rollout_substeps=8)).losses(batch)
     assert float(losses["derivative_loss"]) < 1e-24
     assert float(losses["rollout_loss"]) < 1e-14  # rk4 error with 8 steps per sampling interval
     assert float(wrong["derivative_loss"]) > 1e-6 and float(wrong["rollout_loss"]) > 1e-6
@@ -75,9 +76,14 @@ def test_losses_vanish_for_the_true_dynamics(per_trajectory_times):
 def test_module_rejects_bad_settings():
     model = ExactLinear(A, Normalizer.identity((2,)))
     for kwargs, message in [({"optimizer": "sgd"}, "optimizer"), ({"schedule": "step"}, "schedule"),
-                            ({"lr": 0}, "lr"), ({"derivative_weight": 0, "rollout_weight": 0}, "nothing")]:
+                            ({"lr": 0}, "lr")]:
         with pytest.raises(ValueError, match=message):
             DynamicsModule(model, **kwargs)
+    for kwargs, message in [({"derivative_weight": 0, "rollout_weight": 0}, "nothing"),
+                            ({"rollout_substeps": 0}, "rollout_substeps"),
+                            ({"initial_state": "x"}, "observed")]:
+        with pytest.raises(ValueError, match=message):
+            TrajectoryMatching(model, **kwargs)
 
 
 def test_learned_model_is_the_field_in_physical_units():
@@ -104,7 +110,7 @@ def test_learned_model_has_the_lyapunov_exponent_of_its_field():
 def test_learned_energy_generates_the_physical_field(kind, dims):
     # dx/dt = J ∇_x E(x) in physical units, for the energy LearnedModel reports.
     torch.manual_seed(0)
-    hnn = models.get("hnn", state_dim=dims, width=16, depth=2).double()
+    hnn = models.get("hnn", state_shape=dims, width=16, depth=2).double()
     g = torch.Generator().manual_seed(1)
     traj = Trajectories(t=torch.linspace(0, 1, 5),
                         states=torch.randn(3, 5, dims, generator=g, dtype=torch.float64) * 4 + 1)
@@ -118,7 +124,7 @@ def test_learned_energy_generates_the_physical_field(kind, dims):
 
 
 def test_learned_energy_refuses_a_non_canonical_normalisation():
-    hnn = models.get("hnn", state_dim=4, width=8, depth=1).double()
+    hnn = models.get("hnn", state_shape=4, width=8, depth=1).double()
     norm = Normalizer("standard", torch.zeros(4, dtype=torch.float64),
                       torch.tensor([1.0, 2.0, 1.0, 1.0], dtype=torch.float64), (4,))
     with pytest.raises(ValueError, match="scale"):
@@ -135,9 +141,15 @@ def linear_file(tmp_path_factory):
     return path
 
 
-def config(path, **training):
+OBJECTIVE_KEYS = tuple(TrajectoryMatching.defaults())
+
+
+def config(path, **settings):
+    """A small run; ``settings`` go to the training section, or to the objective's where they belong."""
+    objective = {k: v for k, v in settings.items() if k in OBJECTIVE_KEYS}
+    training = {k: v for k, v in settings.items() if k not in OBJECTIVE_KEYS}
     return {"data": {"path": str(path), "window": 4, "stride": 3, "batch_size": 16},
-            "model": {"name": "node", "width": 8, "depth": 1},
+            "model": {"name": "node", "width": 8, "depth": 1}, "objective": objective,
             "training": {"max_epochs": 2, **FAST, **training}}
 
 
@@ -251,10 +263,11 @@ def test_fitted_initial_states_remove_the_noise_bias():
     windows = WindowDataset(noisy_rotations(), window=9, stride=8, dtype=torch.float64)
     batch = default_collate([windows[k] for k in range(len(windows))])
     fields = {}
-    for kind, initial in (("observed", None), ("fitted", windows.first_states())):
+    for kind in ("observed", "fitted"):
         torch.manual_seed(0)
-        model = models.get("node", state_dim=2, depth=0).double()
-        module = DynamicsModule(model, rollout_weight=1.0, lr=0.02, initial_states=initial)
+        model = models.get("node", state_shape=2, depth=0).double()
+        objective = TrajectoryMatching(model, windows, rollout_weight=1.0, initial_state=kind)
+        module = DynamicsModule(model, objective, lr=0.02)
         optimizer = module.configure_optimizers()
         for _ in range(250):
             optimizer.zero_grad()
@@ -266,7 +279,7 @@ def test_fitted_initial_states_remove_the_noise_bias():
     assert abs(float(fields["fitted"].trace())) < 0.02  # measured 0.002
     assert float((fields["fitted"] - exact).norm()) < 0.05  # measured 0.03
     with pytest.raises(ValueError, match="rollout"):
-        DynamicsModule(model, rollout_weight=0.0, initial_states=windows.first_states())
+        TrajectoryMatching(model, windows, rollout_weight=0.0, initial_state="fitted")
 
 
 def test_fitted_initial_states_train_with_the_model(tmp_path, linear_file):
@@ -274,10 +287,10 @@ def test_fitted_initial_states_train_with_the_model(tmp_path, linear_file):
     run = fit(cfg, tmp_path / "run")
     state = weights(run)
     n_windows = len(range(0, 40 - 4 + 1, 3)) * 8  # 8 training trajectories of 40 samples
-    assert state["initial_states"].shape == (n_windows, 2)
+    assert state["objective.initial_states"].shape == (n_windows, 2)
     assert torch.isfinite(load_run(run).rollout(linear_data(2).states[:, 0], torch.linspace(0, 1, 5))).all()
     assert fit({"training": {"max_epochs": 3}}, run, resume=True) == run
-    assert not torch.equal(weights(run)["initial_states"], state["initial_states"])
+    assert not torch.equal(weights(run)["objective.initial_states"], state["objective.initial_states"])
     for bad, message in [({"initial_state": "learned"}, "observed or fitted"),
                          ({"initial_state": "fitted", "rollout_weight": 0.0}, "window >= 2")]:
         with pytest.raises(ValueError, match=message):

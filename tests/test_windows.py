@@ -91,12 +91,12 @@ def test_windows_carry_their_own_times():
         torch.testing.assert_close(item["t"], expected)
 
 
-def test_windows_flatten_the_state_shape():
+def test_windows_keep_the_state_shape():
     traj = Trajectories(t=torch.linspace(0, 1, 6), states=torch.randn(2, 6, 2, 3, 3),
                         derivatives=torch.randn(2, 6, 2, 3, 3))
     item = WindowDataset(traj, 3)[0]
-    assert item["x"].shape == (3, 18) and item["dxdt"].shape == (3, 18)
-    torch.testing.assert_close(item["x"], traj.states[0, :3].reshape(3, 18))
+    assert item["x"].shape == (3, 2, 3, 3) and item["dxdt"].shape == (3, 2, 3, 3)
+    torch.testing.assert_close(item["x"], traj.states[0, :3].float())
 
 
 def test_windows_skip_unobserved_first_states():
@@ -202,5 +202,5 @@ def test_datamodule_fits_the_normalizer_on_training_trajectories_only(tmp_path):
     # each window's times are its own trajectory's (irregular) times
     t_all = raw.t.numpy()
     for t_w in batch["t"].numpy():
-        rows = [i for i in range(10) if np.isin(t_w, t_all[i].astype(np.float32)).all()]
+        rows = [i for i in range(10) if np.isin(t_w, t_all[i]).all()]  # float64, exactly the file's
         assert len(rows) == 1 and rows[0] in dm.split["train"]

@@ -14,9 +14,11 @@ examples:
   physdyn evaluate runs/lorenz --data lorenz_test.h5 --horizon 500
   physdyn evaluate runs/lorenz --data lorenz_test.h5 --horizon 500 --out reports/lorenz --force
   physdyn evaluate runs/theirs --data theirs.h5 --states grp/x --times grp/time --layout TND --horizon 100
+  physdyn evaluate runs/latent --data test.h5 --horizon 99 --context 50 --samples 32
 
-Each trajectory is rolled out from its first state for STEPS steps on its own times and compared with the
-data. Given the run's own training file, only the run's test trajectories (split.json) are used.
+Each trajectory is predicted for STEPS steps on its own times from its first N samples (--context, default
+1: a rollout from the first state) and compared with the data. Given the run's own training file, only
+the run's test trajectories (split.json) are used.
 REPORT_DIR (default RUN_DIR/report): metrics.json, predictions.h5 (the rollouts, format v1, STEPS + 1
 times) and PNG plots; written all-or-nothing. Every key of metrics.json: docs/evaluation.md.
 """
@@ -40,8 +42,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--states", metavar="KEY", help="dataset of the states (default: the run's data.states)")
     p.add_argument("--times", metavar="KEY", help="dataset of the times (default: the run's data.times)")
     p.add_argument("--layout", metavar="L", help="axis order NTD, TND or TD (default: the run's data.layout)")
+    p.add_argument("--context", type=int, default=1, metavar="N",
+                   help="samples of each trajectory given to the model; forecasts start at the last of them "
+                   "(default 1)")
     p.add_argument("--samples", type=int, default=1, metavar="K",
-                   help="rollouts per initial state, for stochastic models (default 1)")
+                   help="predictions per trajectory, for stochastic models (default 1)")
     p.add_argument("--checkpoint", default="best", metavar="C",
                    help="best (default), last, or a checkpoint file")
     p.add_argument("--no-lyapunov", action="store_true",
@@ -87,6 +92,8 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"--horizon {args.horizon}: must be at least 1 (steps after the initial state)")
     if args.samples < 1:
         raise UsageError(f"--samples {args.samples}: must be at least 1")
+    if not 1 <= args.context <= args.horizon:
+        raise UsageError(f"--context {args.context}: must be from 1 to --horizon ({args.horizon})")
     out = Path(args.out) if args.out is not None else run_dir / "report"
     try:
         check_report_dir(out, args.force)
@@ -118,10 +125,12 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"--horizon {args.horizon}: longer than the data: the trajectories in {data_path} "
                          f"have {data.n_times} times, i.e. {data.n_times - 1} steps after the initial state")
     try:
-        report = evaluate(model, data, args.horizon, system=reference_system(data), out_dir=out,
-                          force=args.force, samples=args.samples, lyapunov=not args.no_lyapunov)
+        report = evaluate(model, data, args.horizon, context=args.context, system=reference_system(data),
+                          out_dir=out, force=args.force, samples=args.samples, lyapunov=not args.no_lyapunov)
     except FileExistsError as err:
         raise UsageError(f"--out {err}") from None
+    except ValueError as err:  # data the model cannot be judged on (e.g. an unobserved start state)
+        raise UsageError(f"{data_path}: {err}") from None
     print(summary(report.metrics))
     print(f"report: {report.path}")
     return 0

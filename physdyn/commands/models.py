@@ -11,8 +11,8 @@ examples:
   physdyn models
   physdyn models --json
 
-Hyperparameters are set in the model section of a config or with `physdyn fit ... --set model.KEY=VALUE`.
-A default of None (state_dim) is filled in from the data by `physdyn fit`.
+Hyperparameters are set in the model section of a config or with `physdyn fit ... --set model.KEY=VALUE`,
+the training objective's options with --set objective.KEY=VALUE. The state shape comes from the data.
 """
 
 
@@ -29,10 +29,19 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def describe() -> list[dict[str, Any]]:
-    """One record per registered model: its name and its hyperparameters with their defaults."""
+    """One record per registered model: name, hyperparameters with defaults, capabilities, objective."""
     from .. import models
+    from ..training import objective_class
 
-    return [{"name": name, "defaults": models.defaults(name)} for name in models.names()]
+    records = []
+    for name in models.names():
+        cls = models.model_class(name)
+        records.append({"name": name, "defaults": models.defaults(name),
+                        "capabilities": sorted(cls.capabilities), "data": cls.data,
+                        "normalization": cls.normalization,
+                        "objective": {"name": cls.objective,
+                                      "defaults": objective_class(cls.objective).defaults()}})
+    return records
 
 
 def run(args: argparse.Namespace) -> int:
@@ -41,7 +50,11 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(records, indent=2))
         return 0
     width = max(len(r["name"]) for r in records)
-    print(f"{'NAME'.ljust(width)}  HYPERPARAMETERS (defaults)")
     for r in records:
         print(f"{r['name'].ljust(width)}  " + " ".join(f"{k}={v}" for k, v in r["defaults"].items()))
+        objective = r["objective"]
+        options = " ".join(f"{k}={v}" for k, v in objective["defaults"].items())
+        print(f"{''.ljust(width)}  objective {objective['name']}: {options}")
+        offers = ", ".join(r["capabilities"]) or "predictions"
+        print(f"{''.ljust(width)}  offers {offers}; trains on {r['data']}")
     return 0

@@ -4,7 +4,7 @@ from ._example_files import example_trajectories, write_example_file
 from ._hdf5 import FORMAT_VERSION, LAYOUTS, DataFormatError, load, save
 from ._normalization import NORMALIZATIONS, Normalizer
 from ._trajectories import Trajectories
-from ._windows import WindowDataset, split_by_trajectory
+from ._windows import SequenceDataset, WindowDataset, split_by_trajectory
 
 
 def __getattr__(name: str):
@@ -22,6 +22,7 @@ __all__ = [
     "NORMALIZATIONS",
     "DataFormatError",
     "Normalizer",
+    "SequenceDataset",
     "Trajectories",
     "TrajectoryDataModule",
     "WindowDataset",

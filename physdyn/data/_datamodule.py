@@ -12,26 +12,28 @@ from torch.utils.data import DataLoader, DistributedSampler
 from ._hdf5 import load
 from ._normalization import Normalizer
 from ._trajectories import Trajectories
-from ._windows import SPLITS, WindowDataset, split_by_trajectory
+from ._windows import SPLITS, SequenceDataset, WindowDataset, split_by_trajectory
 
 
 class TrajectoryDataModule(L.LightningDataModule):
-    """Windowed train/val/test datasets from one trajectory file or :class:`Trajectories` object.
+    """Train/val/test datasets, windows or whole sequences, from one trajectory file or :class:`Trajectories`.
 
     Args:
         data: a :class:`Trajectories`, a physdyn file, or any HDF5 file readable by :func:`physdyn.data.load`
             with ``states``, ``times`` and ``layout``.
+        kind: ``"windows"`` (:class:`WindowDataset`, with ``window`` and ``stride``) or ``"sequences"``
+            (:class:`SequenceDataset`: whole trajectories), as the model's ``data`` attribute asks.
         window, stride: see :class:`WindowDataset`.
         split: (train, val, test) fractions of the trajectories, see :func:`split_by_trajectory`.
         seed: seeds the split and the shuffling of training windows (a function of seed and epoch only, so a
             resumed run sees the same order as an uninterrupted one).
-        normalization: ``"standard"``, ``"scale"`` or ``"none"``, fitted on the training trajectories only.
+        normalization: a kind of :class:`Normalizer`, fitted on the training trajectories only.
         batch_size, num_workers: passed to the DataLoaders.
         dtype: floating type of the windows (times included).
         split_indices, normalizer: fixed ones (e.g. restored from a run) instead of computing them.
 
     After :meth:`setup`: ``traj`` (as loaded, physical units), ``split``, ``normalizer``, ``datasets``
-    (split name -> :class:`WindowDataset` over normalised data), ``state_shape``, ``has_derivatives``.
+    (split name -> dataset over normalised data), ``state_shape``, ``has_derivatives``.
     """
 
     def __init__(
@@ -41,6 +43,7 @@ class TrajectoryDataModule(L.LightningDataModule):
         states: str = "states",
         times: str = "t",
         layout: str = "NTD",
+        kind: str = "windows",
         window: int = 10,
         stride: int = 1,
         split: Sequence[float] = (0.8, 0.1, 0.1),
@@ -56,13 +59,15 @@ class TrajectoryDataModule(L.LightningDataModule):
         for name, value, low in (("batch_size", batch_size, 1), ("num_workers", num_workers, 0)):
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
-        self.data, self.states_key, self.times_key, self.layout = data, states, times, layout
+        if kind not in ("windows", "sequences"):
+            raise ValueError(f"kind must be windows or sequences, got {kind!r}")
+        self.data, self.states_key, self.times_key, self.layout, self.kind = data, states, times, layout, kind
         self.window, self.stride, self.split_fractions, self.seed = window, stride, split, seed
         self.normalization, self.batch_size, self.num_workers, self.dtype = (
             normalization, batch_size, num_workers, dtype)
         self.split, self.normalizer = split_indices, normalizer
         self.traj: Trajectories | None = None
-        self.datasets: dict[str, WindowDataset] = {}
+        self.datasets: dict[str, WindowDataset | SequenceDataset] = {}
 
     def setup(self, stage: str | None = None) -> None:
         if self.datasets:  # Lightning calls setup once per stage; the work is the same for all of them
@@ -80,10 +85,14 @@ class TrajectoryDataModule(L.LightningDataModule):
                              f"{traj.state_shape}")
         normalised = self.normalizer.apply(traj)
         self.traj = traj
-        self.datasets = {name: WindowDataset(normalised.select(self.split[name]), self.window, self.stride,
-                                             dtype=self.dtype) for name in SPLITS}
+        self.datasets = {name: self._dataset(normalised.select(self.split[name])) for name in SPLITS}
         if len(self.datasets["train"]) == 0:
             raise ValueError("the training split has no window whose first state is fully observed")
+
+    def _dataset(self, traj: Trajectories) -> WindowDataset | SequenceDataset:
+        if self.kind == "sequences":
+            return SequenceDataset(traj, dtype=self.dtype)
+        return WindowDataset(traj, self.window, self.stride, dtype=self.dtype)
 
     @property
     def state_shape(self) -> tuple[int, ...]:

@@ -66,16 +66,18 @@ def split_by_trajectory(
 class WindowDataset(Dataset):
     """Windows of ``window`` consecutive samples, each inside one trajectory, starts ``stride`` apart.
 
-    Items are dicts of tensors (D = the flattened state size):
+    Items are dicts of tensors (S = the state shape):
 
-    - ``"t"``: (W,) the window's own times (from the trajectory's grid, shared or per trajectory);
-    - ``"x"``: (W, D) states;
-    - ``"mask"``: (W, D) bool, True where observed (all True when the data has no mask);
-    - ``"dxdt"``: (W, D) derivatives, only when the data has them;
+    - ``"t"``: (W,) the window's own times, float64 (from the trajectory's grid, shared or per trajectory;
+      models shift them to the window's start, and in float64 that shift loses nothing);
+    - ``"x"``: (W, *S) states;
+    - ``"mask"``: (W, *S) bool, True where observed (all True when the data has no mask);
+    - ``"dxdt"``: (W, *S) derivatives, only when the data has them;
     - ``"index"``: () the window's number k in this dataset (a fitted initial state is looked up by it).
 
     A window whose first state is not fully observed is skipped, since a rollout must start from a known
-    state. The tensors are views into the (already normalised) trajectories, cast to ``dtype``.
+    state (``skipped`` counts them). The tensors are views into the (already normalised) trajectories, cast
+    to ``dtype`` (times excepted).
     """
 
     def __init__(self, traj: Trajectories, window: int, stride: int = 1, dtype: torch.dtype = torch.float32):
@@ -84,20 +86,20 @@ class WindowDataset(Dataset):
                 raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
         if window > traj.n_times:
             raise ValueError(f"window={window} is longer than the trajectories ({traj.n_times} times)")
-        n, n_t = traj.n_trajectories, traj.n_times
+        n_t = traj.n_times
         self.window, self.stride = window, stride
         self.state_shape = traj.state_shape
-        self.t = traj.times().to(dtype)
-        self.x = traj.states.reshape(n, n_t, -1).to(dtype)
-        self.mask = (torch.ones_like(self.x, dtype=torch.bool) if traj.mask is None
-                     else traj.mask.reshape(n, n_t, -1).bool())
-        self.dxdt = None if traj.derivatives is None else traj.derivatives.reshape(n, n_t, -1).to(dtype)
+        self.t = traj.times().to(torch.float64)
+        self.x = traj.states.to(dtype)
+        self.mask = (torch.ones_like(self.x, dtype=torch.bool) if traj.mask is None else traj.mask.bool())
+        self.dxdt = None if traj.derivatives is None else traj.derivatives.to(dtype)
         starts = torch.arange(0, n_t - window + 1, stride)
-        first_observed = self.mask[:, starts].all(-1)  # (N, starts)
+        first_observed = self.mask[:, starts].flatten(2).all(-1)  # (N, starts)
         self.index = [(i, int(starts[j])) for i, j in first_observed.nonzero().tolist()]
+        self.skipped = first_observed.numel() - len(self.index)
 
     def first_states(self) -> Tensor:
-        """The first state of every window, (len(self), D): where fitted initial states start from."""
+        """The first state of every window, (len(self), *S): where fitted initial states start from."""
         return torch.stack([self.x[i, s] for i, s in self.index]) if self.index else self.x[:0, 0]
 
     def __len__(self) -> int:
@@ -109,4 +111,30 @@ class WindowDataset(Dataset):
         item = {"t": self.t[i, w], "x": self.x[i, w], "mask": self.mask[i, w], "index": torch.tensor(k)}
         if self.dxdt is not None:
             item["dxdt"] = self.dxdt[i, w]
+        return item
+
+
+class SequenceDataset(Dataset):
+    """Whole trajectories as training samples, masked and irregular as they are: nothing is dropped.
+
+    Items: ``"t"`` (T,) float64 times, ``"x"`` (T, *S), ``"mask"`` (T, *S) bool, ``"index"`` () the
+    trajectory's number in this dataset, and ``"dxdt"`` where the data has derivatives. For models that
+    read a sequence of observations (latent models), where a missing first state is no obstacle.
+    """
+
+    def __init__(self, traj: Trajectories, dtype: torch.dtype = torch.float32) -> None:
+        self.state_shape = traj.state_shape
+        self.t = traj.times().to(torch.float64)
+        self.x = traj.states.to(dtype)
+        self.mask = torch.ones_like(self.x, dtype=torch.bool) if traj.mask is None else traj.mask.bool()
+        self.dxdt = None if traj.derivatives is None else traj.derivatives.to(dtype)
+        self.skipped = 0
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def __getitem__(self, i: int) -> dict[str, Tensor]:
+        item = {"t": self.t[i], "x": self.x[i], "mask": self.mask[i], "index": torch.tensor(i)}
+        if self.dxdt is not None:
+            item["dxdt"] = self.dxdt[i]
         return item

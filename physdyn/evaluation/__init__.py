@@ -1,11 +1,13 @@
-"""Judge a model on a dataset: roll it out, compute metrics, write metrics.json, plots and predictions.h5.
+"""Judge a model on a dataset: predict, compute metrics, write metrics.json, plots and predictions.h5.
 
-``evaluate(model, data, horizon, ...)`` works for a learned model and a reference system alike.
+``evaluate(model, data, horizon, context=..., samples=...)`` works for every learned model family and for a
+reference system alike; ``forecast`` is the prediction step on its own.
 """
 
-from ._evaluate import LYAPUNOV_OPTIONS, VPT_THRESHOLD, Report, evaluate, reference_system, rollout
+from ._evaluate import LYAPUNOV_OPTIONS, VPT_THRESHOLD, evaluate, forecast, reference_system
 from ._examples import EXAMPLES, run_example
 from ._report import check_report_dir, json_safe, summary, write_report
+from ._results import Report
 
 __all__ = [
     "EXAMPLES",
@@ -14,9 +16,9 @@ __all__ = [
     "Report",
     "check_report_dir",
     "evaluate",
+    "forecast",
     "json_safe",
     "reference_system",
-    "rollout",
     "run_example",
     "summary",
     "write_report",

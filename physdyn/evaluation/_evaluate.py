@@ -1,9 +1,16 @@
-"""Roll a model out on a dataset and judge it: error curves, valid prediction time, physics, chaos."""
+"""Predict on a dataset and judge the predictions: error curves, valid prediction time, physics, chaos.
+
+Every model family is judged the same way: :func:`forecast` asks it for predictions from a context (the
+first samples of each trajectory) through its one prediction entry point, and the metric suites that
+apply follow from what the model and the data have: point metrics always, sample spread for stochastic
+models, invariants where the system defines them, chaos metrics for chaotic systems (the Lyapunov exponent
+of the model where it has a vector field).
+"""
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +21,7 @@ from .. import metrics as M
 from ..data import Trajectories
 from ..solvers import rk_integrate
 from ._report import check_report_dir, write_report
+from ._results import Report
 
 #: Normalised-error threshold of the valid prediction time (Vlachas et al., Neural Networks 126, 191 (2020)).
 VPT_THRESHOLD = 0.4
@@ -21,28 +29,6 @@ VPT_THRESHOLD = 0.4
 #: only the vector field (no double backward through a network), and 4 starts × 50 time units give a few
 #: per cent on Lorenz-63, enough to tell a learned attractor's chaos from the truth's.
 LYAPUNOV_OPTIONS: dict[str, Any] = {"method": "two_trajectory", "t_transient": 5.0, "t_total": 50.0}
-
-
-@dataclass
-class Report:
-    """What :func:`evaluate` found.
-
-    Attributes:
-        metrics: the content of metrics.json (strict-JSON-able once NaN is replaced, see ``json_safe``).
-        truth: the data over the horizon, (N, H + 1, *S).
-        predictions: the rollouts on the same times, (N·K, H + 1, *S) for K samples per initial state
-            (sample-major within each trajectory), physical units, starting with the true initial state.
-        energy: (H(truth), H(predictions)), (N, H + 1) and (N·K, H + 1), where an energy is defined.
-        attractor: (model, system) long rollouts (M, L, *S) after their burn-in, for chaotic systems.
-        path: the report folder once written.
-    """
-
-    metrics: dict[str, Any]
-    truth: Trajectories
-    predictions: Trajectories
-    energy: tuple[Tensor, Tensor] | None = None
-    attractor: tuple[Tensor, Tensor] | None = None
-    path: Path | None = None
 
 
 def reference_system(data: Trajectories):
@@ -60,17 +46,51 @@ def reference_system(data: Trajectories):
         return None
 
 
-def rollout(model, x0: Tensor, t: Tensor) -> Tensor:
-    """``model`` integrated from ``x0`` (N, *S) on ``t`` ((T,) or (N, T)); returns (N, T, *S).
+def _has(obj, capability: str) -> bool:
+    """Whether ``obj`` offers ``capability``: as it declares (models), else as a system does (a method)."""
+    declared = getattr(obj, "capabilities", None)
+    if declared is not None:
+        return capability in declared
+    return callable(getattr(obj, capability, None))
 
-    A learned model (anything with ``rollout``) and a reference system (``integrate``) are both accepted:
-    a system can be evaluated as a model, which is how the metrics themselves are tested.
-    """
-    if hasattr(model, "rollout"):
-        return model.rollout(x0, t)
+
+def _rollout(obj, x0: Tensor, t: Tensor) -> Tensor:
+    """``obj`` integrated from ``x0`` (N, *S) on ``t`` ((T,) or (N, T)); (N, T, *S). ``obj`` has
+    ``rollout(x0, t)`` or, as a reference system does, ``integrate(x0, t)``."""
+    if hasattr(obj, "rollout"):
+        return obj.rollout(x0, t)
     if t.ndim == 1:
-        return model.integrate(x0, t.to(x0.dtype))
-    return torch.cat([model.integrate(x0[i : i + 1], t[i].to(x0.dtype)) for i in range(len(x0))])
+        return obj.integrate(x0, t.to(x0.dtype))
+    return torch.cat([obj.integrate(x0[i : i + 1], t[i].to(x0.dtype)) for i in range(len(x0))])
+
+
+def forecast(model, t: Tensor, x_context: Tensor, mask_context: Tensor | None = None, *, samples: int = 1,
+             seed: int = 0) -> Tensor:
+    """Predictions (N, K, T, *S) of ``model`` at the times ``t`` from the context ``x_context`` (N, C, *S).
+
+    ``t`` ((T,) or (N, T)) starts with the C context times. A model that reads the whole context
+    (``model.context == "sequence"``: latent models) predicts at every time, the context's included; any
+    other model -- a learned vector field, anything with ``rollout(x0, t)``, a reference system -- is rolled
+    out from the context's last state, and the context's other samples are returned as they were given.
+    """
+    n, c = x_context.shape[:2]
+    t = torch.as_tensor(t, dtype=torch.float64)
+    grid = t.expand(n, t.shape[-1])
+    generator = torch.Generator().manual_seed(seed)
+    if getattr(model, "context", "last_state") == "sequence":
+        return model.predict(grid[:, :c], x_context, mask_context, grid, samples=samples, generator=generator)
+    if hasattr(model, "predict"):
+        ahead = model.predict(grid[:, :c], x_context, mask_context, grid[:, c - 1 :], samples=samples,
+                              generator=generator)
+    else:
+        x0 = x_context[:, -1].repeat_interleave(samples, dim=0)
+        times = t[c - 1 :] if t.ndim == 1 else grid[:, c - 1 :].repeat_interleave(samples, dim=0)
+        ahead = _rollout(model, x0, times).reshape(n, samples, -1, *x_context.shape[2:])
+    ahead = ahead.to(x_context.dtype)
+    ahead[:, :, 0] = x_context[:, None, -1]  # the data's state, not its round trip through a normalisation
+    given = x_context[:, None, : c - 1].to(ahead.dtype)
+    given = given.expand(n, samples, *given.shape[2:])
+    return torch.cat([given, ahead], dim=2)
 
 
 def model_name(model) -> str:
@@ -84,18 +104,25 @@ def model_name(model) -> str:
     return type(model).__name__
 
 
-def check_inputs(model, data: Trajectories, horizon: int) -> None:
+def check_inputs(model, data: Trajectories, horizon: int, context: int = 1) -> None:
     """ValueError (one line) unless ``model`` can be evaluated on ``data`` over ``horizon`` steps."""
     if isinstance(horizon, bool) or not isinstance(horizon, int) or horizon < 1:
         raise ValueError(f"horizon must be an integer >= 1 (output steps), got {horizon!r}")
     if horizon > data.n_times - 1:
         raise ValueError(f"horizon {horizon} is longer than the data: its trajectories have {data.n_times} "
                          f"times, so at most {data.n_times - 1} steps after the initial state")
+    if isinstance(context, bool) or not isinstance(context, int) or not 1 <= context <= horizon:
+        raise ValueError(f"context must be an integer from 1 to the horizon ({horizon}), got {context!r}")
     shape = getattr(model, "state_shape", None)
     if shape is not None and tuple(shape) != data.state_shape:
         raise ValueError(f"the data's state shape {data.state_shape} differs from the model's {tuple(shape)}")
-    if data.mask is not None and not bool(data.mask[:, 0].all()):
-        raise ValueError("mask: every first state must be fully observed (the rollouts start there)")
+    if data.mask is not None and getattr(model, "context", "last_state") != "sequence":
+        unobserved = ~data.mask[:, context - 1].flatten(1).all(1)
+        if bool(unobserved.any()):
+            where = "first state" if context == 1 else f"context's last state (sample {context - 1})"
+            raise ValueError(f"mask: the {where} of trajectory {int(unobserved.nonzero()[0])} is not fully "
+                             f"observed, and {model_name(model)} starts its forecasts there (choose a "
+                             "context that ends on a fully observed sample, or a model that reads sequences)")
 
 
 def evaluate(
@@ -103,6 +130,7 @@ def evaluate(
     data: Trajectories,
     horizon: int,
     *,
+    context: int = 1,
     system=None,
     out_dir: str | Path | None = None,
     force: bool = False,
@@ -113,71 +141,84 @@ def evaluate(
     lyapunov_options: dict[str, Any] | None = None,
     attractor_steps: int = 5000,
     max_chaos_trajectories: int = 4,
+    seed: int = 0,
 ) -> Report:
-    """Roll ``model`` out from each trajectory's first state for ``horizon`` steps and compare with ``data``.
+    """Predict the first ``horizon + 1`` samples of every trajectory from its first ``context`` and judge.
 
-    Each trajectory is rolled out on its own times t_0 … t_H (per-trajectory grids allowed). Metrics
-    (see docs/evaluation.md): per-step ``rmse`` (state units) and ``nrmse`` (each coordinate divided by its
-    standard deviation σ_i over all of ``data``); ``vpt``, the median over trajectories of the first elapsed
-    time at which sqrt(mean_i ((x̂_i − x_i)/σ_i)²) exceeds ``threshold`` (the whole horizon, a lower bound,
-    when it never does); with a known λ_max also ``vpt_lyapunov`` = vpt·λ_max. Physics metrics use the true
-    system's energy and invariants when ``system`` is given, else the model's own ``energy`` where it has
-    one. For chaotic systems (published Lyapunov exponents in their facts) also the learned model's largest
-    Lyapunov exponent and attractor statistics of long rollouts (``attractor_steps`` steps of the data's
-    median step) of model and system from the data's final states.
+    Each trajectory is predicted on its own times t_0 … t_H (per-trajectory grids allowed) by
+    :func:`forecast`. Metrics (see docs/evaluation.md): per-step ``rmse`` (state units) and ``nrmse`` (each
+    coordinate divided by its standard deviation σ_i over all of ``data``), on observed entries only where
+    the data has a mask (null at a step nothing observes); ``forecast`` and ``context`` errors apart;
+    ``vpt``, the median over trajectories of the time from the context's last sample to the first at which
+    sqrt(mean_i ((x̂_i − x_i)/σ_i)²) exceeds ``threshold`` (the whole horizon, a lower bound, when it never
+    does); with a known λ_max also ``vpt_lyapunov`` = vpt·λ_max. Physics metrics use the true system's
+    energy and invariants when ``system`` is given, else the model's own ``energy`` where it has one. For
+    chaotic systems (published Lyapunov exponents in their facts) also the learned model's largest Lyapunov
+    exponent (models with a vector field) and attractor statistics of long rollouts (``attractor_steps``
+    steps of the data's median step) of model and system from the data's final states.
 
     Args:
-        model: a learned model (``physdyn.training.LearnedModel``) or anything with ``rollout(x0, t)``,
-            or a reference system (rolled out with its own ``integrate``).
-        data: trajectories of at least ``horizon + 1`` times; their first states must be fully observed.
+        model: a learned model (``physdyn.training.LearnedModel``), anything with ``rollout(x0, t)``, or a
+            reference system (rolled out with its own ``integrate``).
+        data: trajectories of at least ``horizon + 1`` times.
+        context: the first ``context`` samples of each trajectory are given to the model; forecasts start
+            at the last of them (which models without an encoder need fully observed).
         system: the reference system for physics metrics, or None (see :func:`reference_system`).
         out_dir: if given, write metrics.json, predictions.h5 and the plots there (all-or-nothing);
             an existing non-empty folder is replaced only with ``force``. ``plots=False`` skips the PNGs.
-        samples: rollouts per initial state K (for stochastic models); point metrics use the sample mean.
+        samples: predictions per trajectory K for stochastic models (``model.stochastic``); point metrics use
+            the sample mean. A deterministic model gets K = 1 and a note.
         threshold: normalised-error threshold of the valid prediction time.
         lyapunov: compute the learned model's Lyapunov exponent (chaotic systems only; the slow part).
         lyapunov_options: override :data:`LYAPUNOV_OPTIONS` (keywords of ``largest_lyapunov_exponent``).
         attractor_steps: length of the long rollouts for attractor statistics (0 skips them).
         max_chaos_trajectories: initial states used for the Lyapunov exponent and the long rollouts.
+        seed: seeds the samples of stochastic models.
 
     Returns:
         A :class:`Report`; ``report.metrics`` is what metrics.json holds.
     """
-    check_inputs(model, data, horizon)
+    check_inputs(model, data, horizon, context)
     if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
         raise ValueError(f"samples must be an integer >= 1, got {samples!r}")
     if out_dir is not None:
         check_report_dir(out_dir, force)  # fail before the work, not after it
+    notes: list[str] = []
+    if samples > 1 and not getattr(model, "stochastic", False):
+        notes.append(f"samples={samples} asked for, but {model_name(model)} is deterministic: its K "
+                     "predictions would be identical, so one per trajectory is reported (no spread)")
+        samples = 1
     truth = _window(data, horizon)
-    n, k = truth.n_trajectories, samples
-    t = truth.times()
-    x0 = truth.states[:, 0].repeat_interleave(k, dim=0)
+    c = context
     with torch.no_grad():  # rollouts needing gradients inside (HNN) switch them on themselves
-        pred = rollout(model, x0, truth.t if truth.shared_times else truth.t.repeat_interleave(k, dim=0))
-    pred = pred.detach().to(truth.states.dtype).reshape(n * k, *truth.states.shape[1:]).clone()
-    pred[:, 0] = x0  # the rollouts start at the data's state; not its round trip through a normalisation
+        pred = forecast(model, truth.t, truth.states[:, :c], None if truth.mask is None else
+                        truth.mask[:, :c], samples=samples, seed=seed).detach().to(truth.states.dtype)
 
     metrics: dict[str, Any] = {
         "model": model_name(model),
         "data": str(data.meta.get("source", "")),
         "system": data.system,
         "system_params": dict(data.system_params),
-        "n_trajectories": n,
+        "n_trajectories": truth.n_trajectories,
         "horizon": horizon,
-        "samples": k,
-        "times": _elapsed(t).tolist(),
-        "notes": [],
+        "context": c,
+        "samples": samples,
+        "times": _elapsed(truth.times()).tolist(),
+        "coverage": _coverage(truth),
+        "notes": notes,
     }
-    metrics.update(_rollout_metrics(pred, truth, data, k, threshold))
+    point = _point_metrics(model, pred, truth, data, c, threshold)
+    notes.extend(point.pop("notes"))
+    metrics.update(point)
     if system is None and data.system != "custom":
-        metrics["notes"].append(f"no reference system given for data of system {data.system!r}: "
-                                "physics metrics use the model's own energy, if any")
-    energy = _physics_metrics(model, system, pred, truth, metrics)
+        notes.append(f"no reference system given for data of system {data.system!r}: physics metrics use the "
+                     "model's own energy, if any")
+    energy = _physics_metrics(model, system, pred, truth, c, metrics)
     options = {**LYAPUNOV_OPTIONS, **(lyapunov_options or {})} if lyapunov else None
     attractor = _chaos_metrics(model, system, truth, metrics, options, attractor_steps,
-                               max_chaos_trajectories)
+                               max_chaos_trajectories, seed)
 
-    report = Report(metrics=metrics, truth=truth, predictions=_predictions(pred, truth, k, metrics),
+    report = Report(metrics=metrics, truth=truth, predictions=_predictions(pred, truth, metrics),
                     energy=energy, attractor=attractor)
     if out_dir is not None:
         write_report(report, out_dir, force, plots)
@@ -196,20 +237,17 @@ def _window(data: Trajectories, horizon: int) -> Trajectories:
 
 
 def _elapsed(t: Tensor) -> Tensor:
-    """Elapsed time since each rollout's start, averaged over trajectories (exact for a shared grid); (T,)."""
+    """Elapsed time since each trajectory's first sample, averaged over trajectories (exact for a shared
+    grid); (T,)."""
     return (t - t[:, :1]).mean(0)
 
 
-def _scale(data: Trajectories) -> Tensor:
-    """σ_i: standard deviation of each state coordinate over all (observed) entries of the data; shape S."""
-    x = data.states.double()
-    if data.mask is None:
-        return M.attractor_scale(x)
-    w = data.mask.double()
-    count = w.sum((0, 1)).clamp(min=1)
-    mean = (x * w).sum((0, 1)) / count
-    std = (((x - mean) ** 2 * w).sum((0, 1)) / count).sqrt()
-    return torch.where(std > 0, std, torch.ones_like(std))
+def _coverage(truth: Trajectories) -> dict[str, Any]:
+    """Which trajectories of the file and which time range of each the evaluation covered."""
+    t = truth.times()
+    indices = truth.meta.get("indices")
+    return {"trajectories": list(indices) if indices is not None else list(range(truth.n_trajectories)),
+            "t_start": t[:, 0].tolist(), "t_end": t[:, -1].tolist()}
 
 
 def _median(x: Tensor) -> float:
@@ -217,100 +255,98 @@ def _median(x: Tensor) -> float:
     return float(x.double().quantile(0.5))
 
 
-def _rollout_metrics(pred: Tensor, truth: Trajectories, data: Trajectories, k: int, threshold: float) -> dict:
-    n, n_t = truth.n_trajectories, truth.n_times
+def _overall(pred: Tensor, true: Tensor, mask: Tensor | None, scale: Tensor) -> dict[str, float]:
+    """RMSE and nRMSE over every (observed) entry of (N, T, *S) at once: one row of N·T states."""
+    flat = lambda x: None if x is None else x.reshape(-1, 1, *x.shape[2:])  # noqa: E731
+    p, y, m = flat(pred), flat(true), flat(mask)
+    return {"rmse": float(M.rmse(p, y, mask=m)[0]), "nrmse": float(M.nrmse(p, y, scale=scale, mask=m)[0])}
+
+
+def _point_metrics(model, pred: Tensor, truth: Trajectories, data: Trajectories, c: int,
+                   threshold: float) -> dict[str, Any]:
+    n, k = pred.shape[:2]
     true = truth.states.double()
     pred = pred.double()
-    diverged = ~pred.flatten(1).isfinite().all(1)
+    diverged = ~pred.flatten(2).isfinite().all(2)  # (N, K)
     # A NaN error would never exceed the VPT threshold; count a blown-up rollout as infinitely wrong instead.
     pred = torch.where(pred.isnan(), torch.inf, pred)
-    point = pred.reshape(n, k, *pred.shape[1:]).mean(1)
-    scale = _scale(data)
+    point = pred.mean(1)
+    mask = truth.mask
+    scale = M.attractor_scale(data.states.double(), mask=data.mask)
     t = truth.times()
-    out: dict[str, Any] = {}
-    if truth.mask is None:
-        rmse, nrmse = M.rmse(point, true), M.nrmse(point, true, scale=scale)
-        vpt = M.valid_prediction_time(point, true, t=t, threshold=threshold, scale=scale)
-    else:
-        # Unobserved entries carry no truth: compare on observed entries only, re-weighting the means
-        # that the metrics take over all entries by (all entries) / (observed entries).
-        mask = truth.mask
-        point = torch.where(mask, point, true)
-        per_step = mask.flatten(2).sum(-1).double()  # (N, T) observed entries
-        weight_step = (n * mask[0, 0].numel() / per_step.sum(0)).sqrt()
-        rmse = M.rmse(point, true) * weight_step
-        nrmse = M.nrmse(point, true, scale=scale) * weight_step
-        err = M.normalized_error(point, true, scale=scale) * (mask[0, 0].numel() / per_step).sqrt()
-        # The rule of M.valid_prediction_time on the re-weighted error (unobserved steps never count).
-        over = err > threshold
-        first = torch.where(over.any(1), over.to(torch.int8).argmax(1), torch.full((n,), n_t - 1))
-        vpt = t.gather(1, first[:, None]).squeeze(1) - t[:, 0]
-    out["rmse"] = rmse.tolist()
-    out["nrmse"] = nrmse.tolist()
-    out["vpt"] = _median(vpt)
-    out["vpt_per_trajectory"] = vpt.tolist()
-    out["vpt_threshold"] = threshold
-    out["vpt_reached_horizon"] = int((vpt >= t[:, -1] - t[:, 0]).sum())
-    out["scale"] = scale.flatten().tolist()
-    out["rmse_final"] = float(rmse[-1])
-    out["nrmse_final"] = float(nrmse[-1])
-    out["diverged"] = int(diverged.reshape(n, k).any(1).sum())
+    rmse, nrmse = M.rmse(point, true, mask=mask), M.nrmse(point, true, scale=scale, mask=mask)
+    options = dict(threshold=threshold, scale=scale, mask=mask, start=c - 1)
+    vpt = M.valid_prediction_time(point, true, t=t, **options)
+    reached = M.horizon_reached(point, true, **options)
+    out: dict[str, Any] = {
+        "rmse": rmse.tolist(), "nrmse": nrmse.tolist(),
+        "forecast": _overall(point[:, c:], true[:, c:], None if mask is None else mask[:, c:], scale),
+        "vpt": _median(vpt), "vpt_per_trajectory": vpt.tolist(), "vpt_threshold": threshold,
+        "vpt_reached_horizon": int(reached.sum()), "scale": scale.flatten().tolist(),
+        "rmse_final": float(rmse[-1]), "nrmse_final": float(nrmse[-1]),
+        "diverged": int(diverged.any(1).sum()),
+    }
+    notes = []
+    if c > 1 and getattr(model, "context", "last_state") == "sequence":
+        out["context_error"] = _overall(point[:, :c], true[:, :c], None if mask is None else mask[:, :c],
+                                        scale)
+    elif c > 1:
+        notes.append(f"the first {c} samples are the context, given to {model_name(model)} (not predicted): "
+                     "no context error")
     if k > 1:
-        spread = pred.reshape(n, k, *pred.shape[1:]).std(1).flatten(2).pow(2).mean((0, 2)).sqrt()
+        spread = pred.std(1).flatten(2).pow(2).mean((0, 2)).sqrt()
         out["ensemble_spread"] = spread.tolist()
+    unobserved = int(rmse.isnan().sum())
+    if unobserved:
+        notes.append(f"{unobserved} of {len(rmse)} steps have no observed truth in any trajectory: "
+                     "their rmse and nrmse are null")
     if out["vpt_reached_horizon"]:
-        out["notes"] = [f"{out['vpt_reached_horizon']} of {n} trajectories stayed below the threshold for "
-                        "the whole horizon: their VPT is the horizon, a lower bound"]
+        notes.append(f"{out['vpt_reached_horizon']} of {n} trajectories stayed below the threshold for the "
+                     "whole horizon: their VPT is the horizon, a lower bound")
+    out["notes"] = notes
     return out
 
 
-def _energies(energy, x: Tensor) -> Tensor:
-    n, n_t = x.shape[:2]
-    return energy(x.reshape(n * n_t, *x.shape[2:])).reshape(n, n_t).detach().double()
-
-
-def _physics_metrics(model, system, pred: Tensor, truth: Trajectories,
+def _physics_metrics(model, system, pred: Tensor, truth: Trajectories, c: int,
                      metrics: dict) -> tuple[Tensor, Tensor] | None:
-    """Energy drift and error, mass and positivity, where defined; returns the energies for the plots."""
+    """Energy drift and error, mass and positivity along the forecasts (from the context's last sample on),
+    where defined; returns the energies over the whole horizon for the plots."""
     invariants = tuple(getattr(system, "invariants", ()))
     energy, source = None, None
-    if _energy_of(system) is not None:
-        energy, source = _energy_of(system), "true"
-    elif _energy_of(model) is not None:
-        energy, source = _energy_of(model), "learned"
-    energies, k = None, metrics["samples"]
-    true = truth.states.to(pred.dtype)
+    if system is not None and _has(system, "energy") and "energy" in invariants:
+        energy, source = system.energy, "true"
+    elif _has(model, "energy"):
+        energy, source = model.energy, "learned"
+    k = pred.shape[1]
+    flat = pred[:, :, c - 1 :].flatten(0, 1)
+    true = truth.states[:, c - 1 :].to(pred.dtype)
+    mask = None if truth.mask is None else truth.mask[:, c - 1 :]
+    energies = None
     if energy is not None:
-        with torch.no_grad():
-            drift = M.energy_drift(pred, energy=energy)
-            h_true, h_pred = _energies(energy, true), _energies(energy, pred)
-        metrics["energy_source"] = source
-        metrics["energy_drift"] = _summary(drift["max"], drift["final"])
-        metrics["energy_error"] = float((h_pred - h_true.repeat_interleave(k, 0)).pow(2).mean())
-        energies = (h_true, h_pred)
+        try:
+            with torch.no_grad():
+                drift = M.energy_drift(flat, energy=energy)
+                repeat = lambda x: None if x is None else x.repeat_interleave(k, 0)  # noqa: E731
+                error = M.energy_error(flat, repeat(true), energy=energy, mask=repeat(mask))
+                energies = (M.energies(energy, truth.states.to(pred.dtype)).detach().double(),
+                            M.energies(energy, pred.flatten(0, 1)).detach().double())
+        except ValueError as err:  # e.g. a learned energy without a physical form under this normalisation
+            metrics["notes"].append(f"energy metrics not computed: {err}")
+        else:
+            metrics["energy_source"] = source
+            metrics["energy_drift"] = _summary(drift["max"], drift["final"])
+            metrics["energy_error"] = float(error)
     if "mass" in invariants:
-        mass = M.mass_error(pred)
+        mass = M.mass_error(flat)
         metrics["mass_error"] = _summary(mass["max"], mass["final"])
     unchecked = [name for name in invariants if name not in ("energy", "mass", "positivity")]
     if unchecked:
         metrics["notes"].append(f"invariants of the system not checked here: {', '.join(unchecked)}")
     if "positivity" in invariants:
-        pos = M.positivity_violation(pred)
+        pos = M.positivity_violation(flat)
         metrics["positivity_violation"] = {"depth": float(pos["depth"].max()) + 0.0,  # no "-0"
                                            "fraction": float(pos["fraction"].mean())}
     return energies
-
-
-def _energy_of(obj):
-    """``obj.energy`` if ``obj`` has an energy, else None.
-
-    That is: a callable ``energy`` and "energy" among ``obj.invariants`` where it lists them (a learned model
-    without a learned energy still has the method, which raises).
-    """
-    energy = getattr(obj, "energy", None)
-    if not callable(energy) or "energy" not in getattr(obj, "invariants", ("energy",)):
-        return None
-    return energy
 
 
 def _summary(worst_in_time: Tensor, final: Tensor) -> dict[str, float]:
@@ -320,7 +356,7 @@ def _summary(worst_in_time: Tensor, final: Tensor) -> dict[str, float]:
 
 
 def _chaos_metrics(model, system, truth: Trajectories, metrics: dict, lyapunov: dict[str, Any] | None,
-                   steps: int, n_max: int) -> tuple[Tensor, Tensor] | None:
+                   steps: int, n_max: int, seed: int) -> tuple[Tensor, Tensor] | None:
     """Chaotic systems: Lyapunov exponents (true, learned), VPT in Lyapunov times, attractor statistics."""
     if system is None:
         return None
@@ -333,7 +369,9 @@ def _chaos_metrics(model, system, truth: Trajectories, metrics: dict, lyapunov: 
             metrics["vpt_lyapunov"] = metrics["vpt"] * published
         return None
     x_start = truth.states[:n_max, -1]  # already on the attractor after the horizon
-    if lyapunov is not None:
+    if lyapunov is not None and not _has(model, "vector_field"):
+        metrics["notes"].append(f"lyapunov_max_model not computed: {model_name(model)} has no vector field")
+    elif lyapunov is not None:
         metrics["lyapunov_max_model"] = _lyapunov(model, x_start, lyapunov)
         metrics["lyapunov_options"] = dict(lyapunov, n_starts=len(x_start))
         if published is None:  # parameters away from the published ones: measure the truth the same way
@@ -347,7 +385,7 @@ def _chaos_metrics(model, system, truth: Trajectories, metrics: dict, lyapunov: 
     dt = float(truth.times()[0].diff().median())
     t_long = torch.arange(steps + 1, dtype=torch.float64) * dt
     with torch.no_grad():
-        model_long = rollout(model, x_start, t_long).detach().double()
+        model_long = forecast(model, t_long, x_start[:, None], seed=seed)[:, 0].detach().double()
         # Statistics of the invariant measure need no tight tolerance (the phase is lost anyway), so the
         # true system runs with fixed-step RK4 at half the data's step: fast and accurate enough.
         true_long = rk_integrate(system.vector_field, x_start.double(), t_long,
@@ -366,20 +404,20 @@ def _lyapunov(obj, x0: Tensor, options: dict[str, Any]) -> float | None:
     return value if math.isfinite(value) else None  # nan: the model left the finite numbers
 
 
-def _predictions(pred: Tensor, truth: Trajectories, k: int, metrics: dict) -> Trajectories:
-    """The rollouts as Trajectories in format v1, with the index of the trajectory each one started from."""
-    n = truth.n_trajectories
-    index = torch.arange(n, dtype=torch.float64).repeat_interleave(k)
+def _predictions(pred: Tensor, truth: Trajectories, metrics: dict) -> Trajectories:
+    """The predictions (N, K, T, *S) as Trajectories in format v1 (N·K of them), with the index of the
+    trajectory each one belongs to."""
+    n, k = pred.shape[:2]
     source = truth.meta.get("indices")
-    if source is not None:
-        index = torch.as_tensor(source, dtype=torch.float64).repeat_interleave(k)
+    index = torch.as_tensor(source if source is not None else range(n), dtype=torch.float64)
     return Trajectories(
         t=truth.t if truth.shared_times else truth.t.repeat_interleave(k, 0),
-        states=pred,
-        params={**{name: v.repeat_interleave(k) for name, v in truth.params.items()}, "source_index": index},
+        states=pred.flatten(0, 1),
+        params={**{name: v.repeat_interleave(k) for name, v in truth.params.items()},
+                "source_index": index.repeat_interleave(k)},
         system=truth.system,
         state_names=truth.state_names,
         system_params=dict(truth.system_params),
         meta={"kind": "predictions", "model": metrics["model"], "data": metrics["data"], "samples": k,
-              "horizon": metrics["horizon"]},
+              "horizon": metrics["horizon"], "context": metrics["context"]},
     )

@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ._evaluate import Report, evaluate, reference_system
+from ._evaluate import evaluate, reference_system
+from ._results import Report
 
 #: Where the bundled data sets live in a source checkout (or an editable install).
 DATASETS = Path(__file__).resolve().parents[2] / "datasets"
@@ -32,7 +33,7 @@ class Example:
         system: the reference system of the data.
         dataset: file name of the bundled data under ``datasets/``.
         simulate: keyword arguments of ``System.simulate`` to make the data when the file is absent.
-        config: the training config (sections data, model, training; data.path is filled in).
+        config: the training config (sections data, model, objective, training; data.path is filled in).
         horizon: rollout steps evaluated (at most the length of the test trajectories).
     """
 
@@ -56,9 +57,8 @@ EXAMPLES: dict[str, Example] = {
             # a rollout loss here cost 5x the time for an 8x larger error at the horizon
             "data": {"window": 2, "stride": 1, "batch_size": 512},
             "model": {"name": "hnn", "width": 64, "depth": 2},
-            "training": {
-                "max_epochs": 40, "lr": 3e-3, "rollout_weight": 0.0, "seed": 0, "progress_bar": False,
-            },
+            "objective": {"rollout_weight": 0.0},
+            "training": {"max_epochs": 40, "lr": 3e-3, "seed": 0, "progress_bar": False},
         },
         horizon=400,
     ),
@@ -72,8 +72,9 @@ EXAMPLES: dict[str, Example] = {
             # chaotic forecast amplifies every error of the field, so the field must be fitted tightly
             "data": {"window": 1, "batch_size": 512},
             "model": {"name": "node", "width": 128, "depth": 3, "activation": "silu"},
-            "training": {"max_epochs": 150, "lr": 3e-3, "schedule": "cosine", "rollout_weight": 0.0,
-                         "precision": "64-true", "seed": 0, "progress_bar": False},
+            "objective": {"rollout_weight": 0.0},
+            "training": {"max_epochs": 150, "lr": 3e-3, "schedule": "cosine", "precision": "64-true",
+                         "seed": 0, "progress_bar": False},
         },
         horizon=500,
         evaluate={"attractor_steps": 2500},

@@ -11,7 +11,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 if TYPE_CHECKING:
-    from ._evaluate import Report
+    from ._results import Report
 
 #: How many trajectories the per-trajectory plots show, and how many state components at most.
 N_SHOWN = 3

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ._evaluate import Report
+    from ._results import Report
 
 
 def check_report_dir(out_dir: str | Path, force: bool = False) -> Path:

@@ -23,7 +23,7 @@ def _states(pred: Tensor) -> Tensor:
     return pred
 
 
-def _energies(energy: Energy, x: Tensor) -> Tensor:
+def energies(energy: Energy, x: Tensor) -> Tensor:
     """``energy`` applied to every state of x (N, T, *S); returns (N, T)."""
     n, n_t = x.shape[:2]
     e = energy(x.reshape(n * n_t, *x.shape[2:]))
@@ -40,21 +40,27 @@ def energy_drift(pred: Tensor, true: Tensor | None = None, *, t: Tensor | None =
     H(x̂_n(t_0)) = 0) or without the denominator (energy units). ``energy``: states (B, *S) -> (B,), usually
     the true system's H. Returns {"max": max_t d_n(t), "final": d_n(t_{T−1})}, each (N,).
     """
-    h = _energies(energy, _states(pred))
+    h = energies(energy, _states(pred))
     d = (h - h[:, :1]).abs()
     if relative:
         d = d / h[:, :1].abs()
     return {"max": d.amax(1), "final": d[:, -1]}
 
 
-def energy_error(pred: Tensor, true: Tensor, *, t: Tensor | None = None, energy: Energy) -> Tensor:
+def energy_error(pred: Tensor, true: Tensor, *, t: Tensor | None = None, energy: Energy,
+                 mask: Tensor | None = None) -> Tensor:
     """Mean squared energy error mean_{n,t} (H(x̂_n(t)) − H(x_n(t)))²; a 0-d tensor in energy units squared.
 
     This is the energy metric of Greydanus et al., "Hamiltonian Neural Networks" (NeurIPS 2019) made
-    precise: ``energy`` the true H, the mean over all trajectories and output times.
+    precise: ``energy`` the true H, the mean over all trajectories and output times (with ``mask``, over the
+    fully observed true states only, since H needs the whole state; nan if there are none).
     """
     check_pair(pred, true)
-    return (_energies(energy, pred) - _energies(energy, true)).pow(2).mean()
+    e2 = (energies(energy, pred) - energies(energy, true)).pow(2)
+    if mask is None:
+        return e2.mean()
+    full = torch.as_tensor(mask).flatten(2).all(-1)
+    return e2[full].mean() if bool(full.any()) else e2.new_tensor(float("nan"))
 
 
 def mass_error(pred: Tensor, true: Tensor | None = None, *, t: Tensor | None = None,

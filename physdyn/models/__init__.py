@@ -1,20 +1,23 @@
-"""Learned models: plain ``nn.Module``s on flat states (B, D), each with ``vector_field`` and ``rollout``.
+"""Learned models: plain ``nn.Module``s built for the data's state shape, each predicting through ``predict``.
 
-``get(name, **hparams)`` builds one; ``names()`` lists them; ``defaults(name)`` gives the hyperparameters a
-model takes and their defaults. Sizes that come from the data (``state_dim``) are hyperparameters too; the
-training fills them in. A new family is one module here plus one entry in ``_REGISTRY``.
+``get(name, state_shape, **hparams)`` builds one; ``names()`` lists them; ``defaults(name)`` gives the
+hyperparameters a model takes and their defaults; ``model_class(name)`` the class, whose attributes say
+what it can do (``capabilities``), which normalisation, data and training objective it wants. A new family
+is one module here plus one entry in ``_REGISTRY`` (docs/models.md, "Adding a model family").
 """
 
 from __future__ import annotations
 
 import inspect
+from collections.abc import Sequence
 from typing import Any
 
-from ._base import TORCHDIFFEQ_METHODS, DynamicsModel
+from ..solvers import TORCHDIFFEQ_METHODS
+from ._base import Model, VectorFieldModel, as_state_shape
 from .hnn import HamiltonianNN
 from .node import NeuralODE
 
-_REGISTRY: dict[str, type[DynamicsModel]] = {"node": NeuralODE, "hnn": HamiltonianNN}
+_REGISTRY: dict[str, type[Model]] = {"node": NeuralODE, "hnn": HamiltonianNN}
 
 
 def names() -> list[str]:
@@ -22,29 +25,40 @@ def names() -> list[str]:
     return list(_REGISTRY)
 
 
-def _cls(name: str) -> type[DynamicsModel]:
+def model_class(name: str) -> type[Model]:
+    """The class registered as ``name``; ValueError for an unknown name."""
     if name not in _REGISTRY:
         raise ValueError(f"unknown model {name!r} (available: {', '.join(_REGISTRY)})")
     return _REGISTRY[name]
 
 
 def defaults(name: str) -> dict[str, Any]:
-    """The hyperparameters of model ``name`` and their defaults (``None``: filled in from the data)."""
-    params = inspect.signature(_cls(name).__init__).parameters
-    return {key: p.default for key, p in params.items() if key != "self"}
+    """The hyperparameters of model ``name`` and their defaults (``state_shape`` comes from the data)."""
+    params = inspect.signature(model_class(name).__init__).parameters
+    return {key: p.default for key, p in params.items() if key not in ("self", "state_shape")}
 
 
-def get(name: str, **hparams: Any) -> DynamicsModel:
-    """Model ``name`` with ``hparams`` over its defaults; unknown names or hyperparameters: ValueError."""
+def get(name: str, state_shape: int | Sequence[int], **hparams: Any) -> Model:
+    """Model ``name`` for states of ``state_shape`` with ``hparams`` over its defaults.
+
+    Unknown names or hyperparameters raise ValueError naming them.
+    """
     known = defaults(name)
     unknown = sorted(set(hparams) - set(known))
     if unknown:
         raise ValueError(f"unknown hyperparameter(s) {', '.join(unknown)} for model {name!r} "
                          f"(known: {', '.join(known)})")
-    missing = [key for key, value in (known | hparams).items() if value is None]
-    if missing:
-        raise ValueError(f"model {name!r} needs {', '.join(missing)} (set from the data by training)")
-    return _cls(name)(**hparams)
+    return model_class(name)(as_state_shape(state_shape), **hparams)
 
 
-__all__ = ["TORCHDIFFEQ_METHODS", "DynamicsModel", "HamiltonianNN", "NeuralODE", "defaults", "get", "names"]
+__all__ = [
+    "TORCHDIFFEQ_METHODS",
+    "HamiltonianNN",
+    "Model",
+    "NeuralODE",
+    "VectorFieldModel",
+    "defaults",
+    "get",
+    "model_class",
+    "names",
+]

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from torch import Tensor
 
-from ._base import DynamicsModel
+from ._base import VectorFieldModel
 from ._mlp import mlp
 
 
-class NeuralODE(DynamicsModel):
+class NeuralODE(VectorFieldModel):
     """dx/dt = MLP(x): ``depth`` hidden layers of ``width`` units with ``activation``, linear output.
 
-    ``depth = 0`` makes the field a single affine map x ↦ A x + b. The remaining hyperparameters are the
-    defaults of :meth:`rollout`.
+    States of any shape are flattened for the MLP and the field is given back in their shape. ``depth = 0``
+    makes the field a single affine map x ↦ A x + b. The remaining hyperparameters are the defaults of
+    :meth:`rollout`.
 
     Reference: R. T. Q. Chen, Y. Rubanova, J. Bettencourt, D. Duvenaud, "Neural Ordinary Differential
     Equations", NeurIPS 2018.
@@ -20,7 +23,7 @@ class NeuralODE(DynamicsModel):
 
     def __init__(
         self,
-        state_dim: int | None = None,
+        state_shape: int | Sequence[int],
         width: int = 128,
         depth: int = 3,
         activation: str = "tanh",
@@ -30,10 +33,9 @@ class NeuralODE(DynamicsModel):
         atol: float = 1e-9,
         adjoint: bool = False,
     ) -> None:
-        hparams = dict(state_dim=state_dim, width=width, depth=depth, activation=activation, method=method,
-                       substeps=substeps, rtol=rtol, atol=atol, adjoint=adjoint)
-        super().__init__(state_dim, hparams)
-        self.net = mlp(state_dim, state_dim, width, depth, activation)
+        super().__init__(state_shape, width=width, depth=depth, activation=activation, method=method,
+                         substeps=substeps, rtol=rtol, atol=atol, adjoint=adjoint)
+        self.net = mlp(self.state_size, self.state_size, width, depth, activation)
 
     def vector_field(self, t: Tensor | float, x: Tensor) -> Tensor:
-        return self.net(x)
+        return self.net(x.flatten(1)).view_as(x)

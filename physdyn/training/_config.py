@@ -15,7 +15,8 @@ from typing import Any
 import yaml
 
 #: Every key a config may hold, with its default. ``None`` under data.path / model.name: must be given.
-#: The model section also takes the hyperparameters of the chosen model (``physdyn.models.defaults(name)``).
+#: The model section also takes the hyperparameters of the chosen model (``physdyn.models.defaults(name)``),
+#: the objective section the options of the chosen objective (``OBJECTIVES[name].defaults()``).
 DEFAULTS: dict[str, dict[str, Any]] = {
     "data": {
         "path": None,  # HDF5 file: physdyn's format, or any layout physdyn.data.load reads
@@ -25,12 +26,15 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "split": [0.8, 0.1, 0.1],  # train / val / test fractions of the trajectories
         "window": 10,  # samples per training window
         "stride": 1,  # samples between window starts
-        "normalization": "auto",  # standard | scale | none | auto (scale for models with an energy)
+        "normalization": "auto",  # standard | scale | none | auto (the model's own choice)
         "batch_size": 64,
         "num_workers": 0,
     },
     "model": {
         "name": None,  # a name from physdyn.models.names()
+    },
+    "objective": {
+        "name": None,  # a name from physdyn.training.OBJECTIVES; None: the model's own
     },
     "training": {
         "max_epochs": 100,
@@ -40,11 +44,6 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "weight_decay": 0.0,
         "schedule": "none",  # none | cosine | plateau
         "grad_clip": None,  # clip the gradient norm at this value (None: no clipping)
-        "derivative_weight": 1.0,  # weight of the derivative-matching loss (used when the data has dx/dt)
-        "rollout_weight": 1.0,  # weight of the multi-step rollout loss
-        "rollout_method": "rk4",  # integrator of the rollout loss (any method of the model's rollout)
-        "rollout_substeps": 1,  # integrator steps per sampling interval in the rollout loss
-        "initial_state": "observed",  # rollouts start from: observed | fitted (a learned state per window)
         "early_stopping_patience": None,  # stop after this many epochs without improvement (None: off)
         "accelerator": "auto",  # auto | cpu | gpu
         "devices": 1,  # processes / devices ("auto" allowed)
@@ -83,10 +82,12 @@ def merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any
     return out
 
 
-def check_keys(config: Mapping[str, Any], model_keys: Iterable[str] | None = None) -> None:
+def check_keys(config: Mapping[str, Any], model_keys: Iterable[str] | None = None,
+               objective_keys: Iterable[str] | None = None) -> None:
     """ValueError naming the first unknown section or key.
 
-    Model keys are ``name`` and ``model_keys`` (the model's hyperparameters); None skips the model section.
+    Model keys are ``name`` and ``model_keys`` (the model's hyperparameters), objective keys ``name`` and
+    ``objective_keys`` (its options); None skips that section.
     """
     if not isinstance(config, Mapping):
         raise ValueError(f"a config must be a mapping with sections {', '.join(DEFAULTS)}, "
@@ -99,9 +100,10 @@ def check_keys(config: Mapping[str, Any], model_keys: Iterable[str] | None = Non
             raise ValueError(f"unknown config section {section!r} (known: {', '.join([*DEFAULTS, *extra])})")
         if not isinstance(values, Mapping):
             raise ValueError(f"config section {section!r} must be a mapping, got {values!r}")
-        if section == "model" and model_keys is None:
+        extra_keys = {"model": model_keys, "objective": objective_keys}.get(section, ())
+        if extra_keys is None:
             continue
-        known = [*DEFAULTS[section], *(model_keys if section == "model" else ())]
+        known = [*DEFAULTS[section], *extra_keys]
         for key in values:
             if key not in known:
                 raise ValueError(f"unknown config key '{section}.{key}' (known: {', '.join(known)})")

@@ -10,31 +10,35 @@ import torch
 from torch import Tensor, nn
 
 from ..data import Normalizer
+from ..models import Model
 
 
 class LearnedModel(nn.Module):
-    """A model trained on normalised flat states, seen in physical units on states of the data's shape.
+    """A model trained on normalised states, seen in physical units: the same interface as a reference system.
 
-    With z = (x − mean) / std (the run's :class:`physdyn.data.Normalizer`) and the model's field
-    g(z) ≈ dz/dt, the physical field is f(x) = std · g((x − mean) / std). So :meth:`vector_field`,
-    :meth:`rollout` and (for Hamiltonian models) :meth:`energy` apply to states x of shape (B, *state_shape)
-    exactly as a :class:`physdyn.systems.System`'s do, and every metric, including
-    ``physdyn.metrics.largest_lyapunov_exponent``, takes a LearnedModel where it takes a system.
+    With z = (x − mean) / std (the run's :class:`physdyn.data.Normalizer`), :meth:`predict` takes context
+    observations and returns predictions in physical units, for every model family. Where the model has a
+    vector field g(z) ≈ dz/dt, the physical field is f(x) = std · g((x − mean) / std), so
+    :meth:`vector_field`, :meth:`rollout` and (for Hamiltonian models) :meth:`energy` apply to states x of
+    shape (B, *state_shape) exactly as a :class:`physdyn.systems.System`'s do, and every metric, including
+    ``physdyn.metrics.largest_lyapunov_exponent``, takes a LearnedModel where it takes a system. What the
+    model lacks (``capabilities``) raises AttributeError naming the model.
 
     Inputs may be of any floating type; they are computed in the model's type and returned in theirs.
 
     Attributes:
-        model: the trained nn.Module (flat normalised states).
+        model: the trained :class:`physdyn.models.Model` (normalised states).
         normalizer: the run's normalisation.
         state_shape: the data's state shape.
-        config: the run's resolved config (a dict with sections data / model / training).
+        config: the run's resolved config (a dict with sections data / model / objective / training).
         name: the model's registry name.
         params: the model's hyperparameters.
+        capabilities, stochastic, context: the model's (see :class:`physdyn.models.Model`).
         system, system_params, state_names: what the training data says about its source.
         invariants: ("energy",) for models with a learned energy, else ().
     """
 
-    def __init__(self, model: nn.Module, normalizer: Normalizer, config: dict[str, Any] | None = None,
+    def __init__(self, model: Model, normalizer: Normalizer, config: dict[str, Any] | None = None,
                  meta: dict[str, Any] | None = None) -> None:
         super().__init__()
         self.model = model
@@ -43,30 +47,50 @@ class LearnedModel(nn.Module):
         self.config = dict(config or {})
         self.name = str(self.config.get("model", {}).get("name", type(model).__name__))
         self.params = dict(getattr(model, "hparams", {}))
+        self.capabilities = frozenset(model.capabilities)
+        self.stochastic = bool(model.stochastic)
+        self.context = model.context
         meta = dict(meta or {})
         self.system = str(meta.get("system", "custom"))
         self.system_params = dict(meta.get("system_params", {}))
         self.state_names = tuple(meta.get("state_names", ()))
-        self.invariants: tuple[str, ...] = ("energy",) if callable(getattr(model, "energy", None)) else ()
+        self.invariants: tuple[str, ...] = ("energy",) if "energy" in self.capabilities else ()
 
     @property
     def _like(self) -> Tensor:
         return next(self.model.parameters())
 
-    def _flat_z(self, x: Tensor) -> Tensor:
-        """Physical states (B, *state_shape) -> normalised flat (B, D) in the model's dtype and device."""
+    def _require(self, capability: str) -> None:
+        if capability not in self.capabilities:
+            raise AttributeError(f"model {self.name!r} has no {capability.replace('_', ' ')} "
+                                 f"(it offers: {', '.join(sorted(self.capabilities)) or 'predictions only'})")
+
+    def _z(self, x: Tensor) -> Tensor:
+        """Physical states (B, *state_shape) -> normalised, in the model's dtype and device."""
         x = torch.as_tensor(x)
         if tuple(x.shape[1:]) != self.state_shape:
             raise ValueError(f"states must have shape (B, {', '.join(map(str, self.state_shape))}), "
                              f"got {tuple(x.shape)}")
         like = self._like
-        z = self.normalizer.transform(x.to(dtype=like.dtype, device=like.device))
-        return z.reshape(len(x), -1)
+        return self.normalizer.transform(x.to(dtype=like.dtype, device=like.device))
+
+    def predict(self, t_context: Tensor, x_context: Tensor, mask_context: Tensor | None, t: Tensor, *,
+                samples: int = 1, generator: torch.Generator | None = None) -> Tensor:
+        """Predictions (N, K, Q, *state_shape) in physical units at the query times ``t`` ((Q,) or (N, Q)),
+        from context observations ``x_context`` (N, C, *state_shape) at ``t_context`` with ``mask_context``
+        (see :meth:`physdyn.models.Model.predict`)."""
+        x_context = torch.as_tensor(x_context)
+        like = self._like
+        z = self.normalizer.transform(x_context.to(dtype=like.dtype, device=like.device))
+        mask = None if mask_context is None else torch.as_tensor(mask_context, device=like.device)
+        out = self.model.predict(torch.as_tensor(t_context), z, mask, torch.as_tensor(t), samples=samples,
+                                 generator=generator)
+        return self.normalizer.inverse(out).to(dtype=x_context.dtype, device=x_context.device)
 
     def vector_field(self, t: Tensor | float, x: Tensor) -> Tensor:
         """dx/dt for states x (B, *state_shape) in physical units; returns the same shape and dtype."""
-        dzdt = self.model.vector_field(t, self._flat_z(x))
-        dxdt = self.normalizer.inverse_derivative(dzdt)
+        self._require("vector_field")
+        dxdt = self.normalizer.inverse_derivative(self.model.vector_field(t, self._z(x)))
         return dxdt.reshape(x.shape).to(dtype=x.dtype, device=x.device)
 
     def forward(self, t: Tensor | float, x: Tensor) -> Tensor:
@@ -76,11 +100,10 @@ class LearnedModel(nn.Module):
         """Integrate from x0 (N, *state_shape) on t, (T,) shared or (N, T) per trajectory; returns
         (N, T, *state_shape) in physical units, starting with x0. ``options`` go to the model's rollout
         (``method``, ``substeps``, ...)."""
+        self._require("vector_field")
         x0 = torch.as_tensor(x0)
-        t = torch.as_tensor(t, device=self._like.device)
-        z = self.model.rollout(self._flat_z(x0), t.to(self._like.dtype), **options)
-        x = self.normalizer.inverse(z)
-        return x.reshape(len(x0), z.shape[1], *self.state_shape).to(dtype=x0.dtype, device=x0.device)
+        z = self.model.rollout(self._z(x0), torch.as_tensor(t), **options)
+        return self.normalizer.inverse(z).to(dtype=x0.dtype, device=x0.device)
 
     def energy(self, x: Tensor) -> Tensor:
         """The learned energy of states x (B, *state_shape) in physical units; returns (B,).
@@ -89,16 +112,14 @@ class LearnedModel(nn.Module):
         Hamiltonian flow of c · H_θ((x − mean) / std) when std_{q_i} · std_{p_i} = c for every i (always
         true for "scale" and "none", and for one degree of freedom). Defined up to an additive constant.
         """
-        energy = getattr(self.model, "energy", None)
-        if not callable(energy):
-            raise AttributeError(f"model {self.name!r} has no energy")
+        self._require("energy")
         std = self.normalizer.std
         d = std.numel() // 2
         c = std[:d] * std[d:]
         if not torch.allclose(c, c[0].expand_as(c), rtol=1e-9, atol=0.0):
             raise ValueError("the learned energy has no physical form: the normalisation scales q and p "
                              "differently across degrees of freedom (use normalization 'scale')")
-        h = energy(self._flat_z(x)) * float(c[0])
+        h = self.model.energy(self._z(x)) * float(c[0])
         return h.to(dtype=x.dtype, device=x.device)
 
     def __repr__(self) -> str:
@@ -133,7 +154,7 @@ def load_run(run_dir: str | os.PathLike, checkpoint: str = "best") -> LearnedMod
         raise ValueError(f"{path}: checkpoint not found")
     normalizer = Normalizer.load(run_dir / "normalization.json")
     hparams = {k: v for k, v in config["model"].items() if k != "name"}
-    model = models.get(config["model"]["name"], **hparams)
+    model = models.get(config["model"]["name"], normalizer.state_shape, **hparams)
     if config.get("training", {}).get("precision") == "64-true":
         model = model.double()
     state = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]

@@ -8,7 +8,6 @@ its files are written and Lightning trains.
 from __future__ import annotations
 
 import json
-import math
 import os
 import warnings
 from dataclasses import dataclass
@@ -29,17 +28,19 @@ from ..data import Normalizer, load
 from ..data._datamodule import TrajectoryDataModule
 from ._config import check_keys, default_config, load_config, merge, save_config
 from ._module import DynamicsModule
+from ._objectives import objective_class
 
 PRECISIONS = {"32-true": torch.float32, "64-true": torch.float64}
+SECTIONS = ("data", "model", "objective", "training")
 
 
 def fit(config: dict[str, Any], run_dir: str | os.PathLike | None = None, *, resume: bool = False) -> Path:
     """Train the model a config describes and write the run to ``run_dir``; returns the RUN_DIR.
 
     Args:
-        config: a dict with sections ``data``, ``model``, ``training`` (docs/training.md lists every key and
-            its default; at least ``data.path`` and ``model.name``). The resolved config, defaults filled in,
-            is written to RUN_DIR/config.yaml.
+        config: a dict with sections ``data``, ``model``, ``objective``, ``training`` (docs/training.md
+            lists every key and its default; at least ``data.path`` and ``model.name``). The resolved
+            config, defaults filled in, is written to RUN_DIR/config.yaml.
         run_dir: the run folder; defaults to the config's top-level ``run_dir``. It must not exist or be
             empty, unless ``resume``.
         resume: continue the run in ``run_dir`` from checkpoints/last.ckpt; ``config`` then overrides the
@@ -106,13 +107,16 @@ def prepare(config: dict[str, Any], run_dir: str | os.PathLike | None = None, *,
         raise ValueError(f"{run_dir}: exists and is not empty "
                          "(resume to continue that run, or choose a new folder)")
 
-    cfg = merge(default_config(), {k: v for k, v in config.items() if k in ("data", "model", "training")})
+    cfg = merge(default_config(), {k: v for k, v in config.items() if k in SECTIONS})
     data_cfg, train_cfg = cfg["data"], cfg["training"]
     name = cfg["model"]["name"]
     if name is None:
         raise ValueError(f"model.name is required (available: {', '.join(models.names())})")
     known_hparams = models.defaults(name)  # ValueError for an unknown model
-    check_keys(config, known_hparams)
+    model_cls = models.model_class(name)
+    objective_name = cfg["objective"]["name"] or model_cls.objective
+    objective_cls = objective_class(objective_name)
+    check_keys(config, known_hparams, objective_cls.defaults())
     if data_cfg["path"] is None:
         raise ValueError("data.path is required (the HDF5 file to train on)")
     if train_cfg["precision"] not in PRECISIONS:
@@ -126,47 +130,30 @@ def prepare(config: dict[str, Any], run_dir: str | os.PathLike | None = None, *,
     data_cfg["path"] = str(data_path)
     traj = load(data_path, states=data_cfg["states"], times=data_cfg["times"], layout=data_cfg["layout"])
     L.seed_everything(seed, verbose=False)  # before the model, whose initial weights it fixes
-    state_dim = math.prod(traj.state_shape)
     hparams = known_hparams | {k: v for k, v in cfg["model"].items() if k != "name"}
-    if hparams.get("state_dim") not in (None, state_dim):
-        raise ValueError(f"model.state_dim={hparams['state_dim']} but the data's states have "
-                         f"{state_dim} components")
-    hparams["state_dim"] = state_dim
-    model = models.get(name, **hparams)
+    model = models.get(name, traj.state_shape, **hparams)
     cfg["model"] = {"name": name, **hparams}
 
     if data_cfg["normalization"] == "auto":
-        # a common scale for all components keeps a Hamiltonian model's flow Hamiltonian (see Normalizer)
-        data_cfg["normalization"] = "scale" if callable(getattr(model, "energy", None)) else "standard"
+        data_cfg["normalization"] = model.normalization
     split = normalizer = None
     if resume:
         split = json.loads((run_dir / "split.json").read_text())
         normalizer = Normalizer.load(run_dir / "normalization.json")
     dm = TrajectoryDataModule(
-        traj, window=data_cfg["window"], stride=data_cfg["stride"], split=data_cfg["split"], seed=seed,
-        normalization=data_cfg["normalization"], batch_size=data_cfg["batch_size"],
+        traj, kind=model.data, window=data_cfg["window"], stride=data_cfg["stride"], split=data_cfg["split"],
+        seed=seed, normalization=data_cfg["normalization"], batch_size=data_cfg["batch_size"],
         num_workers=data_cfg["num_workers"], dtype=PRECISIONS[train_cfg["precision"]], split_indices=split,
         normalizer=normalizer)
     dm.setup("fit")
-    if not dm.has_derivatives and train_cfg["rollout_weight"] == 0:
-        raise ValueError("the data has no derivatives, so training needs the rollout loss "
-                         "(training.rollout_weight > 0)")
-    if train_cfg["initial_state"] not in ("observed", "fitted"):
-        raise ValueError("training.initial_state must be observed or fitted, "
-                         f"got {train_cfg['initial_state']!r}")
-    fitted = train_cfg["initial_state"] == "fitted"
-    if fitted and (data_cfg["window"] < 2 or train_cfg["rollout_weight"] == 0):
-        raise ValueError("training.initial_state=fitted needs rollouts: data.window >= 2 and "
-                         "training.rollout_weight > 0")
+    options = objective_cls.defaults() | {k: v for k, v in cfg["objective"].items() if k != "name"}
+    objective = objective_cls(model, dm.datasets["train"], **options)
+    cfg["objective"] = {"name": objective_name, **options}
     has_val = len(dm.datasets["val"]) > 0
     monitor = "val_loss" if has_val else "train_loss"
-    module = DynamicsModule(
-        model, derivative_weight=train_cfg["derivative_weight"] if dm.has_derivatives else 0.0,
-        rollout_weight=train_cfg["rollout_weight"], rollout_method=train_cfg["rollout_method"],
-        rollout_substeps=train_cfg["rollout_substeps"], optimizer=train_cfg["optimizer"], lr=train_cfg["lr"],
-        weight_decay=train_cfg["weight_decay"], schedule=train_cfg["schedule"],
-        max_epochs=train_cfg["max_epochs"], monitor=monitor,
-        initial_states=dm.datasets["train"].first_states() if fitted else None)
+    module = DynamicsModule(model, objective, optimizer=train_cfg["optimizer"], lr=train_cfg["lr"],
+                            weight_decay=train_cfg["weight_decay"], schedule=train_cfg["schedule"],
+                            monitor=monitor)
     _dry_run(module, dm, PRECISIONS[train_cfg["precision"]])
 
     cfg["source"] = {"system": traj.system, "system_params": traj.system_params,
@@ -180,7 +167,7 @@ def _dry_run(module: DynamicsModule, dm: TrajectoryDataModule, dtype: torch.dtyp
     """The loss of a few training windows, so a bad method or model fails now, not in the first epoch."""
     dataset = dm.datasets["train"]
     batch = default_collate([dataset[i] for i in range(min(4, len(dataset)))])
-    module.model.to(dtype)
+    module.to(dtype)
     with torch.no_grad():
         loss = module.losses(batch)["loss"]
     if not torch.isfinite(loss):
