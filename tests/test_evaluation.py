@@ -86,6 +86,26 @@ def test_a_wrong_frequency_gives_the_closed_form_error_and_vpt():
     assert m["energy_drift"]["max"] < 1e-12  # wrong phase, right energy
 
 
+def test_a_context_is_given_and_the_forecast_starts_at_its_last_state():
+    # From x(t_c) the wrong rotation is off by the chord of the elapsed time since t_c, not since t_0.
+    data, omega, c = rotation_data(), 1.1, 30
+    report = evaluate(Rotation(omega), data, 200, context=c)
+    m, t, x = report.metrics, data.t.numpy(), data.states.numpy()
+    amp2 = (x[:, 0] ** 2).sum(-1)
+    chord = 2 * np.abs(np.sin((omega - 1.0) * np.clip(t[:201] - t[c - 1], 0, None) / 2))
+    np.testing.assert_allclose(m["rmse"], np.sqrt(amp2.mean() / 2) * chord, rtol=1e-9, atol=1e-12)
+    torch.testing.assert_close(report.predictions.states[:, :c], data.states[:, :c])  # given, not predicted
+    pred = Rotation(omega).rollout(data.states[:, c - 1], data.t[c - 1 : 201]).numpy()
+    e = np.sqrt((((pred - x[:, c - 1 : 201]) / m["scale"]) ** 2).mean(-1))
+    expected = np.where((e > 0.4).any(1), t[np.argmax(e > 0.4, axis=1)], t[200] - t[c - 1])
+    np.testing.assert_allclose(m["vpt_per_trajectory"], expected)
+    assert m["context"] == c and "context_error" not in m and any("context" in n for n in m["notes"])
+    forecast = np.sqrt(amp2.mean() / 2 * (chord[c:] ** 2).mean())
+    assert m["forecast"]["rmse"] == pytest.approx(forecast, rel=1e-9)
+    with pytest.raises(ValueError, match="context"):
+        evaluate(Rotation(), data, 10, context=11)
+
+
 def test_energy_drift_of_a_damped_model_is_one_minus_exp():
     data, gamma = rotation_data(n_t=101, t_end=5.0), 0.05
     m = evaluate(Rotation(damping=gamma), data, 100, system=Rotation()).metrics

@@ -214,6 +214,15 @@ def test_fit_options_reach_the_trainer(tmp_path, linear_file):
     # cosine annealing over 3 epochs: lr_k = lr (1 + cos(π k / 3)) / 2
     assert lrs == pytest.approx([0.01 * (1 + math.cos(math.pi * k / 3)) / 2 for k in range(3)], rel=1e-6)
 
+    # Resumed with more epochs, the schedule anneals over the new total and never climbs back up (a stored
+    # T_max of 3 would give lr 0 at epoch 3 and then rise again).
+    fit({"training": {"max_epochs": 6}}, cos, resume=True)
+    with open(cos / "logs" / "metrics.csv", newline="") as f:
+        lrs = [float(row["lr-Adam"]) for row in csv.DictReader(f) if row.get("lr-Adam")]
+    assert lrs[3:] == pytest.approx([0.01 * (1 + math.cos(math.pi * k / 6)) / 2 for k in range(3, 6)],
+                                    rel=1e-6)
+    assert all(b <= a for a, b in zip(lrs[3:], lrs[4:], strict=False))
+
     cfg = config(linear_file, max_epochs=2, optimizer="adamw", weight_decay=0.01, schedule="plateau",
                  grad_clip=0.5, early_stopping_patience=1, precision="64-true")
     learned = load_run(fit(cfg, tmp_path / "more"))

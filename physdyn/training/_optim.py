@@ -2,13 +2,15 @@
 
 A fitted initial state is a row of one (windows, *S) parameter, and a batch touches only its own windows'
 rows. Dense Adam would keep moving every other row on its stale momentum; torch's ``SparseAdam`` has the
-right update (moments and bias correction per row, for the rows present) but needs sparse gradients and an
+right update (the moments of the rows present only) but needs sparse gradients and an
 optimiser of its own, which Lightning's automatic optimisation cannot combine with the model's. So the
 parameter groups flagged ``lazy_rows=True`` get that update here, written by hand, and everything else
 torch's own step.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 from torch import Tensor
@@ -33,24 +35,21 @@ class _LazyRows:
 
     @torch.no_grad()
     def _update_rows(self, p: Tensor, group: dict) -> None:
-        rows = p.grad.flatten(1).ne(0).any(1).nonzero().squeeze(1)  # the rows this batch touched
-        if rows.numel() == 0:
-            return
+        """SparseAdam's step (torch/optim/sparse_adam.py) on the rows this batch touched."""
+        rows = p.grad.flatten(1).ne(0).any(1).nonzero().squeeze(1)
         state = self.state[p]
         if not state:
-            state["step"] = torch.zeros(len(p), dtype=p.dtype, device=p.device)
+            state["step"] = torch.zeros((), dtype=torch.float64)
             state["exp_avg"] = torch.zeros_like(p)
             state["exp_avg_sq"] = torch.zeros_like(p)
-        (beta1, beta2), lr, eps = group["betas"], group["lr"], group["eps"]
+        state["step"] += 1
+        (beta1, beta2), step = group["betas"], float(state["step"])
         grad = p.grad[rows]
-        step = state["step"][rows] + 1
         m = state["exp_avg"][rows].mul_(beta1).add_(grad, alpha=1 - beta1)
         v = state["exp_avg_sq"][rows].mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
-        state["step"][rows], state["exp_avg"][rows], state["exp_avg_sq"][rows] = step, m, v
-        shape = (-1, *([1] * (p.ndim - 1)))
-        m_hat = m / (1 - beta1 ** step).reshape(shape)
-        v_hat = v / (1 - beta2 ** step).reshape(shape)
-        p[rows] -= lr * m_hat / (v_hat.sqrt() + eps)
+        state["exp_avg"][rows], state["exp_avg_sq"][rows] = m, v
+        step_size = group["lr"] * math.sqrt(1 - beta2**step) / (1 - beta1**step)
+        p[rows] -= step_size * m / (v.sqrt() + group["eps"])
 
 
 class Adam(_LazyRows, torch.optim.Adam):
