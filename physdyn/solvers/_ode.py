@@ -12,19 +12,23 @@ import numpy as np
 import torch
 import torchdiffeq
 import torchsde
-from torch import Tensor
+from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 VectorField = Callable[[Tensor, Tensor], Tensor]
 
 
-def _chunks(t: Tensor, progress: bool) -> list[Tensor]:
-    """Output times split into overlapping pieces so a progress bar can advance between them."""
-    if not progress or len(t) < 3:
-        return [t]
-    n = min(50, len(t) - 1)
-    edges = torch.linspace(0, len(t) - 1, n + 1).round().long().unique()
-    return [t[a : b + 1] for a, b in zip(edges[:-1].tolist(), edges[1:].tolist(), strict=True)]
+class _Reporting(nn.Module):
+    """``f`` unchanged, moving a progress bar to the latest time it is evaluated at. An ``nn.Module`` holding
+    ``f``, so the adjoint method still finds ``f``'s parameters."""
+
+    def __init__(self, f: VectorField, bar: tqdm, t0: float) -> None:
+        super().__init__()
+        self.f, self.bar, self.t0 = f, bar, t0
+
+    def forward(self, t: Tensor, x: Tensor) -> Tensor:
+        self.bar.update(max(0.0, float(t) - self.t0 - self.bar.n))
+        return self.f(t, x)
 
 
 def odeint(
@@ -42,16 +46,17 @@ def odeint(
     """Solve dx/dt = f(t, x) from ``x0`` (N, *S) and return the states at ``t`` (T,) as (N, T, *S).
 
     ``f`` may be any callable or ``nn.Module``; ``adjoint=True`` uses torchdiffeq's adjoint method
-    (``f`` must then be an ``nn.Module``).
+    (``f`` must then be an ``nn.Module``). The progress bar follows the solver's time and leaves the solution
+    as it is (one solve over the whole grid either way).
     """
     solve = torchdiffeq.odeint_adjoint if adjoint else torchdiffeq.odeint
     kwargs = {"method": method, "rtol": rtol, "atol": atol, "options": options}
-    pieces, x = [x0[None]], x0
-    for piece in tqdm(_chunks(t, progress), disable=not progress, desc="integrating", leave=False):
-        out = solve(f, x, piece, **kwargs)
-        pieces.append(out[1:])
-        x = out[-1]
-    return torch.cat(pieces).movedim(0, 1)
+    if not progress:
+        return solve(f, x0, t, **kwargs).movedim(0, 1)
+    t0, t1 = float(t[0]), float(t[-1])
+    with tqdm(total=t1 - t0, disable=not progress, desc="integrating", leave=False,
+              bar_format="{l_bar}{bar}| t = {n:.3g}/{total:.3g}") as bar:
+        return solve(_Reporting(f, bar, t0), x0, t, **kwargs).movedim(0, 1)
 
 
 #: The most SDE steps one Brownian window covers. torchsde's BrownianInterval keeps a node for every interval
