@@ -112,6 +112,11 @@ def test_per_trajectory_parameters_are_checked():
         lorenz.simulate(2, t_end=0.1, params={"r": 1.0})
     with pytest.raises(ValueError, match="'n' of system 'reaction_diffusion' sets the state shape"):
         get("reaction_diffusion").with_params({"n": torch.tensor([8.0, 8.0])})
+    with pytest.raises(ValueError, match=r"'rho' of system 'lorenz' must be a number or an \(N,\) tensor"):
+        lorenz.with_params({"rho": "x"})
+    # lists, arrays and numpy numbers are values too
+    assert lorenz.with_params({"rho": [20.0, 30.0]}).batch_size == 2
+    assert lorenz.simulate(np.int64(2), t_end=0.1, seed=np.int64(3)).states.shape == (2, 11, 3)
     # numbers are per-run parameters; the system itself is left as it was
     assert lorenz.with_params({"rho": 35}).params["rho"] == 35.0 and lorenz.params["rho"] == 28.0
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from numbers import Integral
 
 import numpy as np
 import torch
@@ -76,7 +77,7 @@ def sdeint(sde, x0: Tensor, t: Tensor, *, seed: int, dt: float, method: str | No
     by ``(seed, window number)``: increments over disjoint windows are independent, so together they are one
     Brownian motion. The same seed, grid and ``dt`` give the same paths, with or without ``progress``.
     """
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+    if isinstance(seed, bool) or not isinstance(seed, Integral) or seed < 0:
         raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
     n, d = x0.shape
     size = (n, getattr(sde, "brownian_size", d))
@@ -89,7 +90,7 @@ def sdeint(sde, x0: Tensor, t: Tensor, *, seed: int, dt: float, method: str | No
         window = times[start : stop + 1]
         t0, t1 = float(window[0]), float(window[-1])
         h = (t1 - t0) / steps
-        entropy = int(np.random.SeedSequence([seed, k]).generate_state(1, np.uint64)[0])
+        entropy = int(np.random.SeedSequence([int(seed), k]).generate_state(1, np.uint64)[0])
         bm = torchsde.BrownianInterval(t0=t0, t1=t1, size=size, dtype=x0.dtype, device=x0.device,
                                        entropy=entropy, dt=h, levy_area_approximation=levy_area)
         states = torchsde.sdeint(sde, x, window, bm=bm, dt=h, method=method)

@@ -9,7 +9,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from functools import cache
 from importlib.resources import files
-from numbers import Real
+from numbers import Integral, Real
 from typing import Any, ClassVar
 
 import torch
@@ -63,10 +63,10 @@ def check_parameter(system: str, name: str, value: object, spec: Mapping[str, An
 
 
 def check_count(name: str, value: object, minimum: int) -> int:
-    """``value`` if it is an int >= ``minimum``; otherwise a one-line ValueError naming ``name``."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+    """``value`` as an int if it is an integer >= ``minimum``, else a one-line ValueError naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, Integral) or value < minimum:
         raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return value
+    return int(value)
 
 
 def along_batch(value: ParamValue, like: Tensor) -> ParamValue:
@@ -137,6 +137,12 @@ class System(ABC):
     def _check_values(self, key: str, value: ParamValue) -> ParamValue:
         """One entry of :meth:`with_params`: a checked number, or a checked (N,) float64 tensor."""
         spec = self.facts["params"][key]
+        if not isinstance(value, Tensor | Real):  # a list or an array of values, one per trajectory
+            try:
+                value = torch.as_tensor(value, dtype=torch.float64)
+            except (TypeError, ValueError, RuntimeError):
+                raise ValueError(f"parameter {key!r} of system {self.name!r} must be a number or an (N,) "
+                                 f"tensor, got {value!r}") from None
         if not isinstance(value, Tensor):
             return check_parameter(self.name, key, value, spec)
         if value.ndim == 0:
@@ -248,7 +254,8 @@ class System(ABC):
         if params:
             return self.with_params(params).simulate(n_trajectories, t_end, dt, seed, noise, x0, t,
                                                      noise_type, progress)
-        if check_count("seed", seed, 0) >= 2**64:
+        seed = check_count("seed", seed, 0)
+        if seed >= 2**64:
             raise ValueError(f"seed must be an integer below 2**64, got {seed}")
         if isinstance(noise, bool) or not isinstance(noise, Real) or not math.isfinite(noise) or noise < 0:
             raise ValueError(f"noise must be a finite number >= 0, got {noise!r}")
@@ -285,7 +292,7 @@ class System(ABC):
         """``x0`` checked, or random initial states: (N, *state_shape), N matching ``batch_size``."""
         n = self.batch_size
         if n_trajectories is not None:
-            check_count("n_trajectories", n_trajectories, 1)
+            n_trajectories = check_count("n_trajectories", n_trajectories, 1)
             n = n_trajectories if x0 is None else n
         if x0 is None:
             n = self.facts["simulate"]["n_trajectories"] if n is None else n
