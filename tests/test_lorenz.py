@@ -1,5 +1,5 @@
 """Lorenz-63: equations against finite differences and scipy, the constant divergence, the stochastic forms
-against the closed-form laws of Brownian motion, Ornstein–Uhlenbeck and geometric Brownian motion."""
+against the closed-form laws of the Ornstein–Uhlenbeck process and geometric Brownian motion."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 from scipy.integrate import solve_ivp
+from scipy.linalg import expm, solve_continuous_lyapunov
 
 from physdyn.systems import get
 
@@ -114,38 +115,76 @@ def test_stochastic_paths_follow_the_seed(noise_type):
     assert float((a[:, -1] - deterministic[:, -1]).abs().max()) > 1e-3
 
 
-def test_additive_noise_without_drift_parameters_gives_closed_form_variances():
-    # σ = ρ = β = 0 leaves dx = n dW₁ (Brownian: Var x = n² t), dy = (−xz − y) dt + n dW₂ and
-    # dz = xy dt + n dW₃. From x0 = 0 with n small the quadratic terms are O(n²) relative, so y is an
-    # Ornstein–Uhlenbeck process (Var y = n² (1 − e^(−2t)) / 2) and z is Brownian (Var z = n² t).
-    n_paths, noise = 4000, 1e-3
-    system = get("lorenz", sigma=0.0, rho=0.0, beta=0.0)
-    traj = system.simulate(x0=torch.zeros(n_paths, 3, dtype=F64), t_end=0.5, dt=0.25, seed=0, noise=noise)
+#: Lorenz at ρ = 0, whose linearisation about the origin is dX = A X dt + ε dW with
+#: A = [[−σ, σ, 0], [0, −1, 0], [0, 0, −β]].
+LINEAR = {"sigma": 2.0, "rho": 0.0, "beta": 0.5}
+
+
+def ornstein_uhlenbeck_law(t: float, noise: float) -> tuple[np.ndarray, np.ndarray]:
+    """The Ornstein–Uhlenbeck process dX = A X dt + ε dW (A of ``LINEAR``) from X(0) = 0: X(t) is Gaussian
+    with mean 0 and covariance Σ(t) = Σ∞ − e^(At) Σ∞ e^(Aᵀt), where A Σ∞ + Σ∞ Aᵀ = −ε² I.
+
+    Returns (Σ(t), e^(At))."""
+    a = np.array([[-LINEAR["sigma"], LINEAR["sigma"], 0.0], [0.0, -1.0, 0.0], [0.0, 0.0, -LINEAR["beta"]]])
+    stationary = solve_continuous_lyapunov(a, -noise**2 * np.eye(3))
+    flow = expm(a * t)
+    return stationary - flow @ stationary @ flow.T, flow
+
+
+def assert_covariance(x: np.ndarray, y: np.ndarray, expected: np.ndarray, var_x: np.ndarray,
+                      var_y: np.ndarray) -> None:
+    """The sample covariance of samples x, y (n, 3) is ``expected`` within 5 standard errors; for Gaussian
+    samples the standard error of Cov(x_i, y_j) is sqrt((Var x_i Var y_j + Cov(x_i, y_j)²) / n)."""
+    n = len(x)
+    sample = (x - x.mean(0)).T @ (y - y.mean(0)) / (n - 1)
+    standard_error = np.sqrt((np.outer(var_x, var_y) + expected**2) / n)
+    assert np.all(np.abs(sample - expected) < 5 * standard_error), (sample, expected)
+
+
+@pytest.mark.parametrize(("t_end", "dt"), [
+    (2.0, 0.01),  # 2000 steps: Brownian windows of 1000 steps must join into one Brownian motion
+    (1.5, 1.5),  # one output interval of 1500 steps, cut into windows
+    pytest.param(20.0, 0.01, marks=pytest.mark.slow),  # the CLI's default length: 20 000 steps
+])
+def test_additive_noise_at_rho_0_is_an_ornstein_uhlenbeck_process(t_end, dt):
+    # With ρ = 0, dx = σ(y − x) dt + ε dW₁, dy = (−y − xz) dt + ε dW₂, dz = (xy − βz) dt + ε dW₃. From
+    # X(0) = 0 the quadratic terms are O(ε) relative to the linear ones, so for small ε X is the
+    # Ornstein–Uhlenbeck process of LINEAR: Gaussian, with the covariance Σ(t) and the lag covariance
+    # e^(Aτ) Σ(t) in closed form.
+    n_paths, noise = 2000, 1e-3
+    system = get("lorenz", **LINEAR)
+    traj = system.simulate(x0=torch.zeros(n_paths, 3, dtype=F64), t_end=t_end, dt=dt, seed=0, noise=noise)
     assert traj.meta["noise_type"] == "additive"
-    for i, t in [(1, 0.25), (2, 0.5)]:
-        states = traj.states[:, i]
-        expected = noise**2 * torch.tensor([t, (1 - math.exp(-2 * t)) / 2, t], dtype=F64)
-        # sample variance of n Gaussians has relative standard error sqrt(2 / n) ≈ 2.2 %
-        torch.testing.assert_close(states.var(dim=0), expected, rtol=0.1, atol=0)
-        assert float(states.mean(0).abs().max()) < 5 * noise * math.sqrt(t / n_paths)
-        off_diagonal = torch.corrcoef(states.T) - torch.eye(3, dtype=F64)
-        assert float(off_diagonal.abs().max()) < 5 / math.sqrt(n_paths)  # independent noise per coordinate
+    checked = [(i, float(t)) for i, t in enumerate(traj.t)
+               if math.isclose(t, t_end / 2) or math.isclose(t, t_end)]
+    assert checked[-1][1] == t_end
+    laws = {t: ornstein_uhlenbeck_law(t, noise) for _, t in checked}
+    for i, t in checked:
+        states, (cov, _) = traj.states[:, i].numpy(), laws[t]
+        assert np.all(np.abs(states.mean(0)) < 5 * np.sqrt(np.diag(cov) / n_paths))
+        assert_covariance(states, states, cov, np.diag(cov), np.diag(cov))
+    if len(checked) == 2:  # Cov(X(t), X(s)) = e^(A(t − s)) Σ(s), across the windows in between
+        (i, s), (j, t) = checked
+        (cov_s, _), (cov_t, _) = laws[s], laws[t]
+        _, flow = ornstein_uhlenbeck_law(t - s, noise)
+        assert_covariance(traj.states[:, j].numpy(), traj.states[:, i].numpy(), flow @ cov_s, np.diag(cov_t),
+                          np.diag(cov_s))
 
 
 def test_multiplicative_noise_is_geometric_brownian_motion():
-    # With σ = ρ = β = 0 and x0 = (1, 0, 0): y, z stay 0 and dx = 0.1 n x dW (geometric Brownian motion).
-    # With x0 = (0, 1, 1): x stays 0, dy = −y dt + 0.28 n y dW and dz = 0.3 n z dW.
+    # With ρ = 0 and x0 = (1, 0, 0): y, z stay 0 and dx = −σ x dt + 0.1 n x dW (geometric Brownian motion).
+    # With x0 = (0, 0, 1): x, y stay 0 and dz = −β z dt + 0.3 n z dW.
     # Itô: log(X_t / X_0) ~ Normal((μ − c²/2) t, c² t) for dX = μ X dt + c X dW.
     n_paths, noise, t = 3000, 2.0, 0.5
-    system = get("lorenz", sigma=0.0, rho=0.0, beta=0.0)
-    x0 = torch.tensor([[1.0, 0.0, 0.0]] * n_paths + [[0.0, 1.0, 1.0]] * n_paths, dtype=F64)
+    system = get("lorenz", **LINEAR)
+    x0 = torch.tensor([[1.0, 0.0, 0.0]] * n_paths + [[0.0, 0.0, 1.0]] * n_paths, dtype=F64)
     with torch.no_grad():
         traj = system.simulate(x0=x0, t_end=t, dt=t, seed=1, noise=noise, noise_type="multiplicative")
     first, second = traj.states[:n_paths, -1], traj.states[n_paths:, -1]
-    assert float(first[:, 1:].abs().max()) == 0 and float(second[:, 0].abs().max()) == 0
-    logs = torch.stack([first[:, 0].log(), second[:, 1].log(), second[:, 2].log()], dim=-1)
-    c = noise * torch.tensor(SCALES, dtype=F64)
-    mu = torch.tensor([0.0, -1.0, 0.0], dtype=F64)
+    assert float(first[:, 1:].abs().max()) == 0 and float(second[:, :2].abs().max()) == 0
+    logs = torch.stack([first[:, 0].log(), second[:, 2].log()], dim=-1)
+    c = noise * torch.tensor([SCALES[0], SCALES[2]], dtype=F64)
+    mu = -torch.tensor([LINEAR["sigma"], LINEAR["beta"]], dtype=F64)
     # relative standard error of a sample variance: sqrt(2 / n) ≈ 2.6 %
     torch.testing.assert_close(logs.var(0), c**2 * t, rtol=0.12, atol=0)
     # standard error of the mean is c sqrt(t / n) ≤ 0.008; the Itô correction −c²t/2 is up to −0.09

@@ -149,7 +149,7 @@ def test_gradient_with_respect_to_a_rate_constant_matches_finite_differences() -
     x0 = torch.tensor([[1.0, 0.0, 0.0]], dtype=F64)
 
     def y1_at_10(k1: torch.Tensor) -> torch.Tensor:
-        return system.integrate(x0, t, params={"k1": k1})[0, -1, 0]
+        return system.with_params({"k1": k1}).integrate(x0, t)[0, -1, 0]
 
     k1 = torch.tensor([0.04], dtype=F64, requires_grad=True)
     (grad,) = torch.autograd.grad(y1_at_10(k1), k1)
@@ -174,7 +174,8 @@ def test_cli_simulate_writes_log_spaced_robertson_file(cli, tmp_path) -> None:
     [
         ({"params": {"k4": 1.0}}, "unknown parameter"),
         ({"params": {"k1": torch.ones(3)}}, r"shape \(2,\)"),
-        ({"params": {"k2": -1.0}}, "positive"),
+        ({"params": {"k2": -1.0}}, r"'k2' of system 'robertson' must be a finite number > 0, got -1.0"),
+        ({"params": {"k3": torch.tensor([1e4, 0.0])}}, r"> 0, got 0.0 for trajectory 1"),
         ({"noise": 0.1}, "no stochastic form"),
         ({"x0": torch.tensor([[1.0, -0.1, 0.1]])}, "non-negative"),
         ({"x0": torch.ones(2, 2)}, "shape"),

@@ -39,10 +39,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--n-traj", type=int, metavar="N", help="number of trajectories (random initial states)")
     p.add_argument("--t-end", type=float, metavar="T", help="final output time")
     p.add_argument("--dt", type=float, metavar="DT",
-                   help="spacing of the output times 0, DT, 2 DT, ..., T (robertson: the first time after 0, "
-                   "the rest log-spaced up to T)")
+                   help="output time step: the times are 0, DT, 2 DT, ..., T, or the system's own grid where "
+                   "`physdyn systems --json` gives another (simulate_defaults.times)")
     p.add_argument("--seed", type=int, default=0, metavar="S",
-                   help="seed of the initial states and, with noise, of the Brownian paths (default 0)")
+                   help="seed (an integer >= 0) of the initial states and, with noise, of the Brownian paths "
+                   "(default 0)")
     p.add_argument("--noise", type=float, default=0.0, metavar="SIGMA",
                    help="0 (default) for the deterministic system; > 0 solves the stochastic form with this "
                    "noise scale")

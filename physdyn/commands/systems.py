@@ -15,6 +15,8 @@ Parameters are set with `physdyn simulate SYSTEM --set KEY=VALUE` or `physdyn.sy
 """
 
 COLUMNS = ("NAME", "STATE", "PARAMETERS (defaults)", "INVARIANTS", "DESCRIPTION")
+#: the keys of a parameter's entry in facts.json that state its valid range
+RANGE_KEYS = ("minimum", "exclusive_minimum", "maximum", "exclusive_maximum", "integer")
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -34,8 +36,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def describe() -> list[dict[str, Any]]:
     """One record per registered system, at its default parameters.
 
-    Keys: name, state_shape, params (name -> default), invariants, description, simulate_defaults
-    (n_trajectories, t_end, dt used by ``simulate`` when not given).
+    Keys: name, state_shape, params (name -> default), param_ranges (name -> the bounds of its valid
+    range, as in facts.json: minimum, exclusive_minimum, maximum, exclusive_maximum, integer; {} for any
+    finite number), invariants, description, simulate_defaults (n_trajectories, t_end, dt used by
+    ``simulate`` when not given, and how the output times follow from them).
     """
     from .. import systems
 
@@ -46,6 +50,8 @@ def describe() -> list[dict[str, Any]]:
             "name": name,
             "state_shape": list(system.state_shape),
             "params": dict(system.params),
+            "param_ranges": {key: {k: v for k, v in spec.items() if k in RANGE_KEYS}
+                             for key, spec in system.facts["params"].items()},
             "invariants": list(system.invariants),
             "description": system.facts.get("description", ""),
             "simulate_defaults": dict(system.facts.get("simulate", {})),

@@ -34,11 +34,15 @@ LYAPUNOV_OPTIONS: dict[str, Any] = {"method": "two_trajectory", "t_transient": 5
 def reference_system(data: Trajectories):
     """The reference System that produced ``data`` (from its ``system`` and ``system_params``), or None.
 
-    None for "custom" data or parameters the registry does not know.
+    None for "custom" data, parameters the registry does not know, and data whose system parameters vary
+    across trajectories (no one system produced them all).
     """
     from .. import systems
 
     if data.system not in systems.names():
+        return None
+    known = systems.facts(data.system)["params"]
+    if any(name in known and bool((v != v[0]).any()) for name, v in data.params.items()):
         return None
     try:
         return systems.get(data.system, **data.system_params)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ._base import System
+from ._base import System, along_batch
 
 #: diffusion scales of the multiplicative form, from torchsde's latent-SDE example (Li et al., AISTATS 2020)
 MULTIPLICATIVE_SCALES = (0.1, 0.28, 0.3)
@@ -21,6 +21,8 @@ class Lorenz(System):
     def vector_field(self, t: Tensor | float, x: Tensor) -> Tensor:
         p = self.params
         u, v, w = x.unbind(-1)
+        if self.batch_size is not None:  # (σ, ρ, β) per trajectory
+            p = {k: along_batch(value, u) for k, value in p.items()}
         # σ(v − u), (ρu − v) − uw, −βw + uv, in as few tensor operations as possible (this is the inner loop)
         du = (v - u) * p["sigma"]
         dv = torch.addcmul(u * p["rho"] - v, u, w, value=-1.0)
@@ -32,7 +34,11 @@ class Lorenz(System):
         p = self.params
         u, v, w = x.unbind(-1)
         zero = torch.zeros_like(u)
-        constant = x.new_tensor([-p["sigma"], p["sigma"], 0.0, p["rho"], -1.0, 0.0, 0.0, 0.0, -p["beta"]])
+        if self.batch_size is None:
+            constant = x.new_tensor([-p["sigma"], p["sigma"], 0.0, p["rho"], -1.0, 0.0, 0.0, 0.0, -p["beta"]])
+        else:  # (σ, ρ, β) per trajectory: a constant part per state
+            sigma, rho, beta = (zero + along_batch(p[k], u) for k in ("sigma", "rho", "beta"))
+            constant = torch.stack([-sigma, sigma, zero, rho, zero - 1, zero, zero, zero, -beta], dim=-1)
         # Elementwise only: the Lyapunov routine calls this at every RK stage, and a small matrix product or
         # gather here is handed to threaded BLAS/OpenMP, which costs 10-40x more on a busy machine.
         variable = torch.stack([zero, zero, zero, -w, zero, -u, v, u, zero], dim=-1)

@@ -9,7 +9,7 @@ import torch
 from scipy.special import ellipk
 from torch import Tensor, nn
 
-from ._base import System
+from ._base import ParamValue, System, along_batch
 
 
 class Pendulum(System):
@@ -26,45 +26,59 @@ class Pendulum(System):
     invariants = ("energy",)
 
     @property
-    def inertia(self) -> float:
-        """Moment of inertia m L²."""
+    def inertia(self) -> ParamValue:
+        """Moment of inertia m L² (an (N,) tensor for per-trajectory parameters)."""
         return self.params["m"] * self.params["L"] ** 2
 
     @property
-    def _torque_scale(self) -> float:
+    def _torque_scale(self) -> ParamValue:
         return self.params["m"] * self.params["g"] * self.params["L"]
+
+    def _length_over_gravity(self) -> Tensor:
+        """L/g (time², the square of 1/ω), float64: 0-d, or (N,) for per-trajectory parameters."""
+        return torch.as_tensor(self.params["L"] / self.params["g"], dtype=torch.float64).detach()
+
+    def _scales(self, like: Tensor) -> tuple[ParamValue, ParamValue]:
+        """(m L², m g L), aligned with the leading axis of ``like`` (see ``along_batch``)."""
+        return along_batch(self.inertia, like), along_batch(self._torque_scale, like)
 
     def vector_field(self, t: Tensor | float, x: Tensor) -> Tensor:
         """(dθ/dt, dp/dt) = (p / (m L²), −m g L sin θ) for x (B, 2)."""
         theta, p = x.unbind(-1)
-        return torch.stack([p / self.inertia, -self._torque_scale * torch.sin(theta)], dim=-1)
+        inertia, torque = self._scales(theta)
+        return torch.stack([p / inertia, -torque * torch.sin(theta)], dim=-1)
 
     def jacobian(self, t: Tensor | float, x: Tensor) -> Tensor:
         """[[0, 1/(m L²)], [−m g L cos θ, 0]] for x (B, 2); returns (B, 2, 2)."""
         theta = x[..., 0]
         zero = torch.zeros_like(theta)
+        inertia, torque = self._scales(theta)
         rows = [
-            torch.stack([zero, torch.full_like(theta, 1.0 / self.inertia)], -1),
-            torch.stack([-self._torque_scale * torch.cos(theta), zero], -1),
+            torch.stack([zero, zero + 1.0 / inertia], -1),
+            torch.stack([-torque * torch.cos(theta), zero], -1),
         ]
         return torch.stack(rows, dim=-2)
 
     def energy(self, x: Tensor) -> Tensor:
-        """H = p²/(2 m L²) + m g L (1 − cos θ) for x (B, 2); returns (B,). Zero at rest at the bottom."""
+        """H = p²/(2 m L²) + m g L (1 − cos θ) for x (B, ..., 2); returns (B, ...). Zero at rest at the
+        bottom."""
         theta, p = x.unbind(-1)
-        return p**2 / (2 * self.inertia) + self._torque_scale * (1 - torch.cos(theta))
+        inertia, torque = self._scales(theta)
+        return p**2 / (2 * inertia) + torque * (1 - torch.cos(theta))
 
     def exact_period(self, amplitude: float | Tensor) -> float | Tensor:
         """Period of libration with amplitude θ0 (rad), 0 ≤ θ0 < π: T = 4 sqrt(L/g) K(sin²(θ0/2)).
 
         K is the complete elliptic integral of the first kind with parameter m = k² = sin²(θ0/2)
         (scipy's convention). T → 2π sqrt(L/g) as θ0 → 0 and diverges at the separatrix θ0 = π.
+        With per-trajectory L or g, amplitude i goes with trajectory i.
         """
         is_tensor = isinstance(amplitude, Tensor)
         a = amplitude.detach().cpu().double().numpy() if is_tensor else np.asarray(amplitude, dtype=float)
         if not np.all((a >= 0) & (a < math.pi)):
             raise ValueError(f"amplitude must lie in [0, pi) for a librating pendulum, got {amplitude}")
-        period = 4 * math.sqrt(self.params["L"] / self.params["g"]) * ellipk(np.sin(a / 2) ** 2)
+        root = self._length_over_gravity().cpu().sqrt().numpy()
+        period = 4 * root * ellipk(np.sin(a / 2) ** 2)
         if is_tensor:
             dtype = amplitude.dtype if amplitude.is_floating_point() else self.dtype
             return torch.as_tensor(period, dtype=dtype, device=amplitude.device)
@@ -81,8 +95,9 @@ class Pendulum(System):
         amplitude = 0.1 + 2.9 * u[:, 0]
         theta = amplitude * (2 * u[:, 1] - 1)
         sign = torch.where(u[:, 2] < 0.5, -1.0, 1.0).to(self.dtype)
-        kinetic = self._torque_scale * (torch.cos(theta) - torch.cos(amplitude))
-        p = sign * torch.sqrt(2 * self.inertia * kinetic.clamp(min=0))
+        inertia, torque = self._scales(theta)
+        kinetic = torque * (torch.cos(theta) - torch.cos(amplitude))
+        p = sign * torch.sqrt(2 * inertia * kinetic.clamp(min=0))
         return torch.stack([theta, p], dim=-1)
 
     def integrate(self, x0: Tensor, t: Tensor, progress: bool = False) -> Tensor:
@@ -100,10 +115,12 @@ class Pendulum(System):
         from ..solvers import symplectic_integrate
 
         solver = self.facts["solver"]
-        max_step = solver["max_step"] * math.sqrt(self.params["L"] / self.params["g"])  # in units of 1/ω
+        # in units of 1/ω; with per-trajectory L or g the fastest pendulum of the batch sets the step
+        fastest = float(self._length_over_gravity().min())
+        max_step = solver["max_step"] * math.sqrt(fastest)
         longest = float(t.diff().abs().max()) if len(t) > 1 else 0.0
         substeps = max(1, math.ceil(longest / max_step - 1e-9))
-        torque, inertia = self._torque_scale, self.inertia
+        inertia, torque = self._scales(x0)  # q and p are (N, 1)
         gradient = (lambda theta: torque * torch.sin(theta), lambda p: p / inertia)
         return symplectic_integrate(self.energy, x0, t, method=solver["method"], substeps=substeps,
                                     gradient=gradient, progress=progress)
@@ -143,8 +160,8 @@ class PendulumLangevin(nn.Module):
     def __init__(self, pendulum: Pendulum, noise: float) -> None:
         super().__init__()
         self.pendulum = pendulum
-        self.gamma = pendulum.params["gamma"]
-        self.sigma = noise * math.sqrt(2 * self.gamma * pendulum.inertia * pendulum.params["kT"])
+        self.gamma = pendulum.params["gamma"]  # a number, or (N,) per trajectory like the other parameters
+        self.sigma = noise * (2 * self.gamma * pendulum.inertia * pendulum.params["kT"]) ** 0.5
 
     def f(self, t: Tensor, y: Tensor) -> Tensor:
         """Drift (B, 2): the Hamiltonian vector field plus friction −γ p on p."""

@@ -22,12 +22,10 @@ NeurIPS 2022 Datasets & Benchmarks (2D diffusion-reaction).
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import Tensor
 
-from ._base import System
+from ._base import System, along_batch
 
 #: refuse a dense Jacobian larger than this many bytes (use ``jvp`` instead).
 _DENSE_JACOBIAN_BYTES = 2**30
@@ -43,21 +41,7 @@ class ReactionDiffusion(System):
 
     name = "reaction_diffusion"
     invariants = ("mean_balance",)
-
-    def __init__(self, dtype: torch.dtype = torch.float64, **params: float) -> None:
-        super().__init__(dtype, **params)
-        n = self.params["n"]
-        if not (math.isfinite(n) and n == int(n) and n >= 1):
-            raise ValueError(f"parameter 'n' of system 'reaction_diffusion' must be a positive integer, "
-                             f"got {n!r}")
-        self.params["n"] = int(n)
-        for key in ("Du", "Dv"):
-            if not (math.isfinite(self.params[key]) and self.params[key] >= 0):
-                raise ValueError(f"parameter {key!r} of system 'reaction_diffusion' must be >= 0, "
-                                 f"got {self.params[key]!r}")
-        if not math.isfinite(self.params["k"]):
-            raise ValueError(f"parameter 'k' of system 'reaction_diffusion' must be finite, "
-                             f"got {self.params['k']!r}")
+    shape_params = ("n",)
 
     @property
     def n(self) -> int:
@@ -98,11 +82,13 @@ class ReactionDiffusion(System):
     def reaction(self, x: Tensor) -> Tensor:
         """The local terms (u − u³ − k − v, u − v) for states (B, 2, n, n); returns the same shape."""
         u, v = x.unbind(-3)
-        return torch.stack([u - u**3 - self.params["k"] - v, u - v], dim=-3)
+        return torch.stack([u - u**3 - along_batch(self.params["k"], u) - v, u - v], dim=-3)
 
     def _diffusivities(self, x: Tensor) -> Tensor:
-        d = torch.tensor([self.params["Du"], self.params["Dv"]], dtype=x.dtype, device=x.device)
-        return d[:, None, None]
+        """(Du, Dv) shaped to scale the channels of Laplacians (B, 2, n, n): (2, 1, 1), or (B, 2, 1, 1) when
+        they are per trajectory."""
+        du, dv = (torch.as_tensor(self.params[k], dtype=x.dtype, device=x.device) for k in ("Du", "Dv"))
+        return torch.stack(torch.broadcast_tensors(du, dv), dim=-1)[..., None, None]
 
     def vector_field(self, t: Tensor | float, x: Tensor) -> Tensor:
         """d(u, v)/dt for states (B, 2, n, n); returns (B, 2, n, n)."""
@@ -138,10 +124,10 @@ class ReactionDiffusion(System):
         eye2 = torch.eye(m, dtype=x.dtype, device=x.device)
         jac = x.new_zeros(b, size, size)
         u = x[:, 0].reshape(b, m)
-        jac[:, :m, :m] = self.params["Du"] * lap + torch.diag_embed(1 - 3 * u**2)
+        jac[:, :m, :m] = along_batch(self.params["Du"], jac) * lap + torch.diag_embed(1 - 3 * u**2)
         jac[:, :m, m:] = -eye2
         jac[:, m:, :m] = eye2
-        jac[:, m:, m:] = self.params["Dv"] * lap - eye2
+        jac[:, m:, m:] = along_batch(self.params["Dv"], jac) * lap - eye2
         return jac
 
     def integrate(self, x0: Tensor, t: Tensor, progress: bool = False) -> Tensor:

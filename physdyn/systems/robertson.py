@@ -13,14 +13,11 @@ orders of magnitude, so the system is stiff; y1 + y2 + y3 is conserved and every
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
-from typing import Any
 
 import torch
 from torch import Tensor
 
-from ..data import Trajectories
-from ._base import System
+from ._base import System, along_batch
 
 Rate = float | Tensor
 
@@ -59,18 +56,20 @@ def log_time_grid(t_end: float, t_first: float, points_per_decade: float) -> Ten
 
 
 class Robertson(System):
-    """Robertson's kinetics; rate constants k1, k2, k3 may differ per trajectory (see :meth:`simulate`)."""
+    """Robertson's kinetics; the rate constants may differ per trajectory (``simulate(params=...)``)."""
 
     name = "robertson"
     invariants = ("mass", "positivity")
 
+    def _rates(self, like: Tensor) -> tuple[Rate, Rate, Rate]:
+        """(k1, k2, k3), aligned with the leading axis of ``like`` (see ``along_batch``)."""
+        return tuple(along_batch(self.params[k], like) for k in ("k1", "k2", "k3"))  # type: ignore[return-value]
+
     def vector_field(self, t: Tensor | float, x: Tensor) -> Tensor:
-        p = self.params
-        return robertson_field(x, p["k1"], p["k2"], p["k3"])
+        return robertson_field(x, *self._rates(x[..., 0]))
 
     def jacobian(self, t: Tensor | float, x: Tensor) -> Tensor:
-        p = self.params
-        return robertson_jacobian(x, p["k1"], p["k2"], p["k3"])
+        return robertson_jacobian(x, *self._rates(x[..., 0]))
 
     def mass(self, x: Tensor) -> Tensor:
         """Total concentration y1 + y2 + y3 (conserved), shape ``x.shape[:-1]``."""
@@ -86,17 +85,25 @@ class Robertson(System):
         y1[0] = 1.0
         return torch.stack([y1, torch.zeros_like(y1), 1.0 - y1], dim=-1)
 
-    def integrate(self, x0: Tensor, t: Tensor, progress: bool = False,
-                  params: Mapping[str, Rate] | None = None) -> Tensor:
+    def default_times(self, t_end: float, dt: float) -> Tensor:
+        """0, then log-spaced from ``dt`` (the first output time) to ``t_end``, ``points_per_decade`` per
+        decade (``facts.json``: 6), because kinetics spans decades. The defaults: 104 times, 1e-6 to 1e11."""
+        return log_time_grid(t_end, dt, self.facts["simulate"]["points_per_decade"])
+
+    def integrate(self, x0: Tensor, t: Tensor, progress: bool = False) -> Tensor:
         """Solve from ``x0`` (N, 3) on the times ``t`` (T,) with the stiff solver; returns (N, T, 3).
 
-        ``params`` may override k1, k2, k3 with numbers or (N,) tensors (one rate per trajectory).
+        Differentiable with respect to ``x0`` and to per-trajectory rates (``with_params``) that require grad.
         """
         from ..solvers import stiff_integrate
 
         # Always float64: the tolerances below are beyond float32, and y2 spans 1e-13 to 1e-5.
         x = torch.as_tensor(x0).to(torch.float64)
-        k = tuple(rate.to(device=x.device, dtype=torch.float64) for rate in self._rates(params, x.shape[0]))
+        if x.ndim != 2 or x.shape[1] != 3:
+            raise ValueError(f"x0 must have shape (N, 3), got {tuple(x.shape)}")
+        if not bool(torch.isfinite(x).all()) or bool((x < 0).any()):
+            raise ValueError("x0 must hold finite, non-negative concentrations")
+        k = [torch.as_tensor(rate, dtype=torch.float64, device=x.device) for rate in self._rates(x[:, 0])]
         solver = self.facts["solver"]
         states = stiff_integrate(
             lambda _, y: robertson_field(y, *k),
@@ -106,98 +113,3 @@ class Robertson(System):
             progress=progress,
         )
         return states.to(self.dtype)
-
-    def simulate(
-        self,
-        n_trajectories: int | None = None,
-        t_end: float | None = None,
-        dt: float | None = None,
-        seed: int = 0,
-        noise: float = 0.0,
-        x0: Tensor | None = None,
-        t: Tensor | None = None,
-        noise_type: str | None = None,
-        progress: bool = False,
-        params: Mapping[str, Rate] | None = None,
-    ) -> Trajectories:
-        """Simulate Robertson's kinetics on a log-spaced time grid.
-
-        Args:
-            n_trajectories: number of initial states from :meth:`random_initial_states` (the first is the
-                standard (1, 0, 0)); ignored when ``x0`` is given. Default: from ``params`` tensors, else 16.
-            t_end: last output time (default 1e11, the end of the ROBER test problem).
-            dt: the FIRST output time after 0 (default 1e-6); the outputs are 0 and then log-spaced from
-                ``dt`` to ``t_end`` with ``points_per_decade`` (6) per decade. Ignored when ``t`` is given.
-            seed: seeds the random initial states.
-            noise: must be 0 (Robertson has no stochastic form).
-            x0: initial concentrations (N, 3), non-negative.
-            t: explicit output times (T,), strictly increasing; ``t[0]`` is the initial time.
-            noise_type: unused (no stochastic form).
-            progress: show a progress bar.
-            params: per-trajectory rate constants, e.g. ``{"k1": tensor of shape (N,)}``; numbers are
-                allowed too; rates not given are the system's (``get("robertson", k1=...)``). All are stored
-                in ``Trajectories.params`` as (N,) tensors.
-        """
-        if noise != 0:
-            raise ValueError(f"system {self.name!r} has no stochastic form (noise must be 0, got {noise})")
-        n = self._batch_size(n_trajectories, x0, params)
-        if x0 is None:
-            x0 = self.random_initial_states(n, torch.Generator().manual_seed(seed))
-        x0 = torch.as_tensor(x0, dtype=self.dtype)
-        if not bool(torch.isfinite(x0).all()) or bool((x0 < 0).any()):
-            raise ValueError("x0 must hold finite, non-negative concentrations")
-        defaults = self.facts["simulate"]
-        if t is None:
-            t_end = defaults["t_end"] if t_end is None else t_end
-            t = log_time_grid(t_end, defaults["dt"] if dt is None else dt, defaults["points_per_decade"])
-        t = torch.as_tensor(t, dtype=torch.float64)
-        if t.ndim != 1 or len(t) < 2 or bool((t.diff() <= 0).any()):
-            raise ValueError("t must be a strictly increasing 1-D grid of at least two times")
-        rates = self._rates(params, n)
-        states = self.integrate(x0, t.to(self.dtype), progress=progress, params=params)
-        derivatives = robertson_field(states, *(k[:, None] for k in rates))
-        meta: dict[str, Any] = {"seed": seed, "noise": 0.0}
-        return Trajectories(
-            t=t,
-            states=states,
-            derivatives=derivatives,
-            params={name: k.to(torch.float64) for name, k in zip(("k1", "k2", "k3"), rates, strict=True)},
-            system=self.name,
-            state_names=self.state_names,
-            system_params=dict(self.params),
-            meta=meta,
-        )
-
-    def _batch_size(self, n_trajectories: int | None, x0: Tensor | None,
-                    params: Mapping[str, Rate] | None) -> int:
-        if x0 is not None:
-            shape = tuple(torch.as_tensor(x0).shape)
-            if len(shape) != 2 or shape[1] != 3:
-                raise ValueError(f"x0 must have shape (N, 3), got {shape}")
-            return shape[0]
-        if n_trajectories is not None:
-            if n_trajectories < 1:
-                raise ValueError(f"n_trajectories must be >= 1, got {n_trajectories}")
-            return n_trajectories
-        sizes = [torch.as_tensor(v).numel() for v in (params or {}).values() if torch.as_tensor(v).ndim == 1]
-        return sizes[0] if sizes else int(self.facts["simulate"]["n_trajectories"])
-
-    def _rates(self, params: Mapping[str, Rate] | None, n: int) -> tuple[Tensor, Tensor, Tensor]:
-        """(k1, k2, k3) as (n,) tensors: ``params`` where given, the system's parameters otherwise."""
-        params = dict(params or {})
-        unknown = set(params) - set(self.params)
-        if unknown:
-            raise ValueError(f"unknown parameter {sorted(unknown)[0]!r} for system 'robertson' "
-                             "(known: k1, k2, k3)")
-        rates = []
-        for name in ("k1", "k2", "k3"):
-            k = torch.as_tensor(params.get(name, self.params[name]), dtype=self.dtype)
-            if k.ndim == 0:
-                k = k.expand(n)
-            if k.shape != (n,):
-                raise ValueError(f"params[{name!r}] must be a number or have shape ({n},), "
-                                 f"got {tuple(k.shape)}")
-            if not bool(torch.isfinite(k).all()) or bool((k <= 0).any()):
-                raise ValueError(f"params[{name!r}] must hold positive finite rate constants")
-            rates.append(k)
-        return rates[0], rates[1], rates[2]
