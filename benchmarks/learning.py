@@ -12,7 +12,7 @@ in physical units. Sections:
   Energy error = mean over 15 held-out starts and 100 times in [0, 20] of (H(x̂) − H(x))², H the true
   Hamiltonian. Data (a): exact dx/dt as targets (the paper's); (b): the noisy states only. Each is trained
   by the paper's derivative matching or by matching short rollouts, from the observed or from fitted initial
-  states (``training.initial_state``); NODE and HNN alike.
+  states (``objective.initial_state``); NODE and HNN alike.
 - ``pendulum``: the NODE and HNN trained on (a), rolled out for 100 periods: drift of the true energy.
 - ``lorenz``: a neural ODE trained by derivative matching on simulated Lorenz-63 trajectories: valid
   prediction time over 32 held-out states on the attractor, its own largest Lyapunov exponent, and the
@@ -67,7 +67,7 @@ QUICK = Budget(paper_steps=10, periods=3, lorenz_train=4, lorenz_t_end=2.0, lore
 
 
 def train(traj: Trajectories, workdir: Path, name: str, model: dict, data: dict, training: dict,
-          ) -> tuple[LearnedModel, float]:
+          objective: dict) -> tuple[LearnedModel, float]:
     """Write ``traj`` to HDF5 and train on it with ``physdyn.training.fit``; the model and the fit wall time.
 
     Two trajectories of ``traj`` go to the validation and test splits (the data module wants every split
@@ -78,6 +78,7 @@ def train(traj: Trajectories, workdir: Path, name: str, model: dict, data: dict,
     config = {
         "data": {"path": str(path), "split": [(n - 2) / n, 1 / n, 1 / n], **data},
         "model": model,
+        "objective": objective,
         "training": {"precision": "64-true", "progress_bar": False, "log_every_n_steps": 1, "seed": 0,
                      **training},
     }
@@ -118,7 +119,7 @@ DATA = {
 #: How a model is trained on them (physdyn.training config, beside the paper's optimiser):
 #: "derivatives" derivative matching at the observed (noisy) states, one full batch of 25 × 45 samples (the
 #: paper's); "observed" matching rollouts over windows of ``rollout_window`` samples started from the observed
-#: states; "fitted" the same with fitted initial states (``training.initial_state: fitted``), where the
+#: states; "fitted" the same with fitted initial states (``objective.initial_state: fitted``), where the
 #: derivative loss, when there are derivatives, is taken at the fitted trajectory.
 RECIPES = {"a": ("derivatives", "fitted"), "b": ("observed", "fitted")}
 #: The models, trained alike: MLPs of 200 tanh units (the paper's); "hnn" learns H = T(p) + V(q), the form of
@@ -157,8 +158,8 @@ def paper_model(pendulum: systems.System, setting: str, recipe: str, name: str, 
         data = {"window": w, "stride": w - 1, "batch_size": 25 * len(range(0, 45 - w + 1, w - 1))}
         losses = {"derivative_weight": 1.0, "rollout_weight": 1.0, "rollout_method": "rk4",
                   "initial_state": recipe}
-    training = {"max_epochs": budget.paper_steps, "optimizer": "adam", "lr": 1e-3, **losses}
-    return train(traj, workdir, f"paper-{setting}-{recipe}-{name}", MODELS[name], data, training)
+    training = {"max_epochs": budget.paper_steps, "optimizer": "adam", "lr": 1e-3}
+    return train(traj, workdir, f"paper-{setting}-{recipe}-{name}", MODELS[name], data, training, losses)
 
 
 def trained(pendulum: systems.System, budget: Budget, workdir: Path, cache: dict,
@@ -250,9 +251,9 @@ def lorenz_section(budget: Budget, workdir: Path) -> None:
                                  seed=1)
     model = {"name": "node", "width": 128, "depth": 3, "activation": "silu"}
     data = {"window": 1, "batch_size": 1024, "normalization": "standard"}
-    training = {"max_epochs": budget.lorenz_epochs, "optimizer": "adam", "lr": 3e-3, "schedule": "cosine",
-                "derivative_weight": 1.0, "rollout_weight": 0.0}
-    learned, seconds = train(train_traj, workdir, "lorenz-node", model, data, training)
+    training = {"max_epochs": budget.lorenz_epochs, "optimizer": "adam", "lr": 3e-3, "schedule": "cosine"}
+    learned, seconds = train(train_traj, workdir, "lorenz-node", model, data, training,
+                             {"derivative_weight": 1.0, "rollout_weight": 0.0})
 
     # Held-out states on the attractor: new random starts, 5 time units of transient dropped.
     transient = 500

@@ -54,7 +54,9 @@ class Model(nn.Module):
     - ``objective``: the registry name of its training objective (``physdyn.training.OBJECTIVES``);
     - ``context``: what :meth:`predict` reads of the context observations: "last_state" (rollouts start
       from the context's last state, which must be fully observed; queries at or after it) or "sequence"
-      (all observed values and their times; queries anywhere, inside the context too).
+      (all observed values and their times; queries anywhere, inside the context too);
+    - ``state_rank``: the number of state axes the family works on (1: vectors (D,); 3: fields (C, H, W);
+      None: any, flattened inside).
 
     The constructor's keyword arguments are the model's hyperparameters, kept in ``self.hparams``;
     ``state_shape`` is not one of them: it comes from the data.
@@ -65,10 +67,14 @@ class Model(nn.Module):
     data: ClassVar[str] = "windows"
     objective: ClassVar[str] = "trajectory_matching"
     context: ClassVar[str] = "last_state"
+    state_rank: ClassVar[int | None] = None
 
     def __init__(self, state_shape: int | Sequence[int], **hparams: Any) -> None:
         super().__init__()
         self.state_shape = as_state_shape(state_shape)
+        if self.state_rank is not None and len(self.state_shape) != self.state_rank:
+            raise ValueError(f"{type(self).__name__} works on states with {self.state_rank} axes, "
+                             f"got state shape {self.state_shape}")
         self.state_size = math.prod(self.state_shape)
         self.hparams = dict(hparams)
 

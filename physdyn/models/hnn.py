@@ -32,6 +32,7 @@ class HamiltonianNN(VectorFieldModel):
     capabilities = frozenset({"vector_field", "energy"})
     # One scale for q and p keeps the flow Hamiltonian in normalised coordinates (physdyn.data.Normalizer).
     normalization = "scale"
+    state_rank = 1
 
     def __init__(
         self,
@@ -48,7 +49,7 @@ class HamiltonianNN(VectorFieldModel):
     ) -> None:
         super().__init__(state_shape, width=width, depth=depth, activation=activation, separable=separable,
                          method=method, substeps=substeps, rtol=rtol, atol=atol, adjoint=adjoint)
-        if len(self.state_shape) != 1 or self.state_size % 2:
+        if self.state_size % 2:
             raise ValueError(f"an HNN needs vector states of even size (positions q, then momenta p), "
                              f"got state shape {self.state_shape}")
         if not isinstance(separable, bool):
