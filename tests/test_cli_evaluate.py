@@ -6,9 +6,10 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from physdyn import models
-from physdyn.data import load, write_example_file
+from physdyn.data import Trajectories, load, save, write_example_file
 from physdyn.evaluation import EXAMPLES
 
 TINY = ("--max-epochs", "1", "--set", "model.width=8", "--set", "model.depth=1", "--set", "data.window=4",
@@ -105,6 +106,10 @@ def test_bad_input_exits_2_with_one_line(cli, files, tmp_path):
     write_example_file(wide, n_trajectories=2, n_times=10, state_dim=3)
     status, out, err = cli("evaluate", run, "--data", wide, "--horizon", 5, "--out", report)
     one_line_error(status, out, err, "(3,)", "(2,)")
+    mislabelled = tmp_path / "mislabelled.h5"  # two components, as the model has, but lorenz has three
+    save(Trajectories(t=torch.linspace(0, 1, 10), states=torch.randn(2, 10, 2), system="lorenz"), mislabelled)
+    status, out, err = cli("evaluate", run, "--data", mislabelled, "--horizon", 5, "--out", report)
+    one_line_error(status, out, err, "attribute 'system' is 'lorenz', whose states have shape (3,)")
     assert not report.exists()  # nothing written by any of them
     report.mkdir()
     (report / "keep.txt").write_text("x")

@@ -29,6 +29,7 @@ from ..data import Normalizer, load
 from ..data._datamodule import TrajectoryDataModule
 from ._config import check_keys, default_config, load_config, merge, save_config
 from ._module import DynamicsModule
+from ._source import source_system
 
 PRECISIONS = {"32-true": torch.float32, "64-true": torch.float64}
 
@@ -125,6 +126,7 @@ def prepare(config: dict[str, Any], run_dir: str | os.PathLike | None = None, *,
     data_path = Path(data_cfg["path"]).absolute()
     data_cfg["path"] = str(data_path)
     traj = load(data_path, states=data_cfg["states"], times=data_cfg["times"], layout=data_cfg["layout"])
+    source_system(traj)  # a file that names a bundled system must fit it
     L.seed_everything(seed, verbose=False)  # before the model, whose initial weights it fixes
     state_dim = math.prod(traj.state_shape)
     hparams = known_hparams | {k: v for k, v in cfg["model"].items() if k != "name"}
