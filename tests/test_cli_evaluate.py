@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -116,6 +117,32 @@ def test_bad_input_exits_2_with_one_line(cli, files, tmp_path):
     status, out, err = cli("evaluate", run, "--data", test, "--horizon", 5, "--out", report)
     one_line_error(status, out, err, "not empty", "--force")
     assert [p.name for p in report.iterdir()] == ["keep.txt"]
+
+
+def tree(folder):
+    return sorted((p.relative_to(folder).as_posix(), p.read_bytes() if p.is_file() else None)
+                  for p in folder.rglob("*"))
+
+
+def test_force_replaces_only_an_earlier_report(cli, files, tmp_path, monkeypatch):
+    run = tmp_path / "run"
+    shutil.copytree(files["node"], run)
+    inner = tmp_path / "inner"
+    inner.mkdir()
+    shutil.copy(files["test"], inner / "test.h5")
+    (inner / "notes.txt").write_text("mine")
+    before = tree(tmp_path)
+    for data, out, problem in [(files["test"], run, "an input of this evaluation"),
+                               (inner / "test.h5", inner, "an input of this evaluation"),
+                               (files["test"], tmp_path, "an input of this evaluation"),  # holds the run
+                               (files["test"], run / "checkpoints", "is not a physdyn report (best.ckpt")]:
+        status, stdout, err = cli("evaluate", run, "--data", data, "--horizon", 5, "--out", out, "--force")
+        one_line_error(status, stdout, err, f"--out {out}: ", problem)
+    monkeypatch.chdir(inner)
+    one_line_error(*cli("evaluate", run, "--data", files["test"], "--horizon", 5, "--out", ".", "--force"),
+                   "--out .: is the current folder")
+    assert tree(tmp_path) == before  # every file as it was
+    assert cli("evaluate", run, "--data", files["test"], "--horizon", 5)[0] == 0  # the run still works
 
 
 def test_models_lists_the_registry(cli):

@@ -143,8 +143,8 @@ def test_fit_refuses_a_file_whose_states_do_not_fit_the_system_it_names(cli, tmp
     save(Trajectories(t=torch.linspace(0, 1, 8), states=torch.randn(4, 8, 3), system="pendulum"), path)
     status, _, err = cli("fit", path, "--model", "node", "--out", tmp_path / "run", *TINY)
     assert status == 2 and err.count("\n") == 1, err
-    assert f"{path}: attribute 'system' is 'pendulum', whose states have shape (2,), but key 'states' holds " \
-           "states of shape (3,)" in err
+    assert (f"{path}: attribute 'system' is 'pendulum', whose states have shape (2,), "
+            "but key 'states' holds states of shape (3,)") in err
     assert not (tmp_path / "run").exists()
 
 

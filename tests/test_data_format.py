@@ -347,7 +347,7 @@ def test_save_refuses_names_and_attributes_load_would_refuse(tmp_path):
     traj = example_trajectories(state_dim=2)
     for change, problem in [({"state_names": ("position",)}, "'state_names' has 1 names"),
                             ({"system_params": [1.0]}, "attribute 'params' must be a JSON object"),
-                            ({"params": {"k": torch.tensor([1.0, float("nan"), 2.0])}}, "'params/k' has NaN")]:
+                            ({"params": {"k": torch.tensor([1.0, np.nan, 2.0])}}, "'params/k' has NaN")]:
         with pytest.raises(DataFormatError, match=re.escape(problem)):
             save(Trajectories(**{**vars(traj), **change}), tmp_path / "x.h5")
     assert list(tmp_path.iterdir()) == []

@@ -46,7 +46,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    help="best (default), last, or a checkpoint file")
     p.add_argument("--no-lyapunov", action="store_true",
                    help="skip the learned model's Lyapunov exponent (the slowest metric)")
-    p.add_argument("--force", action="store_true", help="replace REPORT_DIR if it exists and is not empty")
+    p.add_argument("--force", action="store_true",
+                   help="replace an earlier report in REPORT_DIR (never a folder holding anything else)")
     p.set_defaults(run=run)
 
 
@@ -88,8 +89,9 @@ def run(args: argparse.Namespace) -> int:
     if args.samples < 1:
         raise UsageError(f"--samples {args.samples}: must be at least 1")
     out = Path(args.out) if args.out is not None else run_dir / "report"
+    data_path = Path(args.data)
     try:
-        check_report_dir(out, args.force)
+        check_report_dir(out, args.force, keep=(run_dir, data_path))
     except FileExistsError as err:
         raise UsageError(f"--out {err}") from None
     try:
@@ -98,7 +100,6 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"{run_dir}: cannot load the trained model ({' '.join(str(err).split())})") from None
 
     data_cfg = model.config.get("data", {})
-    data_path = Path(args.data)
     data = load(data_path, states=args.states or data_cfg.get("states", "states"),
                 times=args.times or data_cfg.get("times", "t"),
                 layout=args.layout or data_cfg.get("layout", "NTD"))

@@ -5,7 +5,7 @@
 
 from ._evaluate import LYAPUNOV_OPTIONS, VPT_THRESHOLD, Report, evaluate, reference_system, rollout
 from ._examples import EXAMPLES, run_example
-from ._report import check_report_dir, json_safe, summary, write_report
+from ._report import check_report_dir, foreign_in_report, json_safe, summary, write_report
 
 __all__ = [
     "EXAMPLES",
@@ -14,6 +14,7 @@ __all__ = [
     "Report",
     "check_report_dir",
     "evaluate",
+    "foreign_in_report",
     "json_safe",
     "reference_system",
     "rollout",

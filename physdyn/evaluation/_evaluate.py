@@ -128,7 +128,8 @@ def evaluate(
         data: trajectories of at least ``horizon + 1`` times; their first states must be fully observed.
         system: the reference system for physics metrics, or None (see :func:`reference_system`).
         out_dir: if given, write metrics.json, predictions.h5 and the plots there (all-or-nothing);
-            an existing non-empty folder is replaced only with ``force``. ``plots=False`` skips the PNGs.
+            an existing non-empty folder is replaced only with ``force`` and only if it holds an earlier
+            report and nothing else (never the data file or the run folder). ``plots=False`` skips the PNGs.
         samples: rollouts per initial state K (for stochastic models); point metrics use the sample mean.
         threshold: normalised-error threshold of the valid prediction time.
         lyapunov: compute the learned model's Lyapunov exponent (chaotic systems only; the slow part).
@@ -142,8 +143,10 @@ def evaluate(
     check_inputs(model, data, horizon)
     if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
         raise ValueError(f"samples must be an integer >= 1, got {samples!r}")
+    # the inputs a report must never replace: the data file and the model's run folder, where known
+    keep = [path for path in (data.meta.get("source"), getattr(model, "run_dir", None)) if path]
     if out_dir is not None:
-        check_report_dir(out_dir, force)  # fail before the work, not after it
+        check_report_dir(out_dir, force, keep)  # fail before the work, not after it
     truth = _window(data, horizon)
     n, k = truth.n_trajectories, samples
     t = truth.times()
@@ -176,7 +179,7 @@ def evaluate(
     report = Report(metrics=metrics, truth=truth, predictions=_predictions(pred, truth, k, metrics),
                     energy=energy, attractor=attractor)
     if out_dir is not None:
-        write_report(report, out_dir, force, plots)
+        write_report(report, out_dir, force, plots, keep)
     return report
 
 

@@ -32,11 +32,13 @@ class LearnedModel(nn.Module):
         params: the model's hyperparameters.
         system, system_params, state_names: what the training data says about its source.
         invariants: ("energy",) for models with a learned energy, else ().
+        run_dir: the run folder it was loaded from (:func:`load_run`), or None.
     """
 
     def __init__(self, model: nn.Module, normalizer: Normalizer, config: dict[str, Any] | None = None,
-                 meta: dict[str, Any] | None = None) -> None:
+                 meta: dict[str, Any] | None = None, run_dir: str | os.PathLike | None = None) -> None:
         super().__init__()
+        self.run_dir = None if run_dir is None else Path(run_dir)
         self.model = model
         self.normalizer = normalizer
         self.state_shape = tuple(normalizer.state_shape)
@@ -138,5 +140,5 @@ def load_run(run_dir: str | os.PathLike, checkpoint: str = "best") -> LearnedMod
         model = model.double()
     state = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
     model.load_state_dict({k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")})
-    return LearnedModel(model, normalizer, config, config.get("source", {})).eval()
+    return LearnedModel(model, normalizer, config, config.get("source", {}), run_dir).eval()
 
