@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -11,7 +13,7 @@ import torch
 
 from physdyn import models
 from physdyn.data import Trajectories, load, save, write_example_file
-from physdyn.evaluation import EXAMPLES
+from physdyn.evaluation import EXAMPLES, run_example
 
 TINY = ("--max-epochs", "1", "--set", "model.width=8", "--set", "model.depth=1", "--set", "data.window=4",
         "--set", "training.progress_bar=false")
@@ -164,6 +166,87 @@ def test_example_command_lists_and_refuses(cli, tmp_path):
     one_line_error(*cli("example"), "--list")
     (tmp_path / "run").mkdir()
     one_line_error(*cli("example", "lorenz-node", "--out", tmp_path), "already holds run", "--force")
+
+
+@pytest.fixture
+def small_example(monkeypatch, tmp_path):
+    """pendulum-hnn on a few short trajectories simulated on the spot (as where datasets/ is absent)."""
+    import physdyn.evaluation._examples as examples
+    import physdyn.evaluation._plots as plots
+
+    small = {"n_trajectories": 6, "t_end": 2.0, "dt": 0.1, "seed": 0}
+    monkeypatch.setitem(EXAMPLES, "pendulum-hnn", replace(EXAMPLES["pendulum-hnn"], simulate=small))
+    monkeypatch.setattr(examples, "DATASETS", tmp_path / "no-datasets")
+    monkeypatch.setattr(plots, "write_plots", lambda report, folder: ["no plots (a test)"])  # seconds each
+    return "pendulum-hnn"
+
+
+def test_example_force_replaces_its_own_outputs_and_a_failure_keeps_them(small_example, tmp_path,
+                                                                          monkeypatch):
+    import physdyn.training
+
+    out = tmp_path / "out"
+    run_example(small_example, out, max_epochs=1, log=lambda line: None)
+    assert sorted(p.name for p in out.iterdir()) == ["data.h5", "report", "run"]
+    (out / "notes.txt").write_text("mine")
+    with pytest.raises(FileExistsError, match="already holds data.h5, run, report"):
+        run_example(small_example, out, max_epochs=1, log=lambda line: None)
+    before = tree(out)
+    with pytest.raises(FileExistsError, match=re.escape(f"--data {out / 'data.h5'}: is one of the outputs")):
+        run_example(small_example, out, data=out / "data.h5", force=True, log=lambda line: None)
+    assert tree(out) == before
+
+    fit = physdyn.training.fit
+
+    def fails_after_writing(config, run_dir, **kwargs):
+        fit({**config, "training": {**config["training"], "max_epochs": 1}}, run_dir, **kwargs)
+        raise RuntimeError("out of memory")
+
+    monkeypatch.setattr(physdyn.training, "fit", fails_after_writing)
+    with pytest.raises(RuntimeError, match="out of memory"):
+        run_example(small_example, out, force=True, max_epochs=2, log=lambda line: None)
+    assert tree(out) == before  # the earlier outputs as they were, nothing of the failed run
+    monkeypatch.setattr(physdyn.training, "fit", fit)
+
+    run_example(small_example, out, force=True, max_epochs=2, log=lambda line: None)
+    assert (out / "notes.txt").read_text() == "mine"  # left alone
+    assert sorted(p.name for p in out.iterdir()) == ["data.h5", "notes.txt", "report", "run"]
+    assert "max_epochs: 2" in (out / "run" / "config.yaml").read_text()
+
+
+def _user_run(out):
+    (out / "run").mkdir(parents=True)
+    (out / "run" / "thesis.tex").write_text("mine")
+
+
+def _run_with_extra_file(out):
+    (out / "run" / "checkpoints").mkdir(parents=True)
+    (out / "run" / "config.yaml").write_text("model: {name: node}\n")
+    (out / "run" / "checkpoints" / "mine.ckpt").write_text("mine")
+
+
+def _user_report(out):
+    (out / "report").mkdir(parents=True)
+    (out / "report" / "figure.png").write_bytes(PNG)
+
+
+def _user_data(out):
+    out.mkdir()
+    write_example_file(out / "data.h5")
+
+
+@pytest.mark.parametrize(("setup", "problem"), [
+    (_user_run, "run: not what physdyn example wrote (no config.yaml of a run)"),
+    (_run_with_extra_file, "run: not what physdyn example wrote (checkpoints/mine.ckpt)"),
+    (_user_report, "report: not what physdyn example wrote (figure.png, and no metrics.json"),
+    (_user_data, "data.h5: not what physdyn example wrote (not data simulated by an example)"),
+])
+def test_example_force_refuses_what_physdyn_did_not_write(cli, tmp_path, setup, problem):
+    out = tmp_path / "out"
+    setup(out)
+    before = tree(out)
+    one_line_error(*cli("example", "pendulum-hnn", "--out", out, "--force"), f"{out}/{problem}", "--force")
+    assert tree(out) == before
 
 
 @pytest.mark.slow
