@@ -147,6 +147,27 @@ def test_force_replaces_only_an_earlier_report(cli, files, tmp_path, monkeypatch
     assert cli("evaluate", run, "--data", files["test"], "--horizon", 5)[0] == 0  # the run still works
 
 
+def test_a_run_whose_training_file_changed_or_a_bad_checkpoint_is_refused(cli, files, tmp_path):
+    import yaml
+
+    run = tmp_path / "run"
+    shutil.copytree(files["node"], run)
+    test = json.loads((run / "split.json").read_text())["test"]
+    n = max(test)  # the training file, re-simulated with too few trajectories for the run's test split
+    fewer = tmp_path / "train.h5"
+    write_example_file(fewer, n_trajectories=n, n_times=30, seed=0)
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    config["data"]["path"] = str(fewer)
+    (run / "config.yaml").write_text(yaml.safe_dump(config))
+    one_line_error(*cli("evaluate", run, "--data", fewer, "--horizon", 5, "--out", tmp_path / "r"),
+                   f"{run / 'split.json'}: test trajectory {n} is not in {fewer}", f"holds {n} trajectories")
+    not_a_checkpoint = tmp_path / "notes.ckpt"
+    not_a_checkpoint.write_text("my notes")
+    one_line_error(*cli("evaluate", run, "--data", files["test"], "--horizon", 5, "--out", tmp_path / "r",
+                        "--checkpoint", not_a_checkpoint), f"{not_a_checkpoint}: not a readable checkpoint")
+    assert not (tmp_path / "r").exists()
+
+
 def test_models_lists_the_registry(cli):
     status, out, _ = cli("models")
     assert status == 0

@@ -108,6 +108,11 @@ def run(args: argparse.Namespace) -> int:
         if not indices:
             raise UsageError(f"{data_path}: this is the run's training file and its test split is empty; "
                              "pass a separate test file")
+        outside = [i for i in indices if not 0 <= i < data.n_trajectories]
+        if outside:
+            raise UsageError(f"{run_dir / 'split.json'}: test trajectory {outside[0]} is not in {data_path}, "
+                             f"which holds {data.n_trajectories} trajectories (changed since training?); "
+                             "pass a separate test file")
         data = data.select(indices)
         data.meta["indices"] = indices
         print(f"{data_path} is the run's training file: evaluating its {len(indices)} test trajectories "

@@ -135,4 +135,12 @@ class Normalizer:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Normalizer:
-        return cls.from_dict(json.loads(Path(path).read_text()))
+        """Read a file written by :meth:`save`; ValueError (one line, naming the file) if missing or bad."""
+        path = Path(path)
+        if not path.is_file():
+            raise ValueError(f"{path}: normalisation file not found")
+        try:
+            return cls.from_dict(json.loads(path.read_text()))
+        except (UnicodeDecodeError, ValueError, KeyError, TypeError) as err:
+            raise ValueError(f"{path}: not a valid normalisation file ({type(err).__name__}: "
+                             f"{' '.join(str(err).split())[:120]})") from None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -138,7 +139,32 @@ def load_run(run_dir: str | os.PathLike, checkpoint: str = "best") -> LearnedMod
     model = models.get(config["model"]["name"], **hparams)
     if config.get("training", {}).get("precision") == "64-true":
         model = model.double()
-    state = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
-    model.load_state_dict({k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")})
+    state = read_checkpoint(path)
+    weights = {k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")}
+    try:
+        model.load_state_dict(weights)
+    except RuntimeError as err:
+        raise ValueError(f"{path}: does not fit the model of {run_dir} ({state_dict_problem(err)})") from None
     return LearnedModel(model, normalizer, config, config.get("source", {}), run_dir).eval()
 
+
+
+def read_checkpoint(path: str | os.PathLike) -> dict[str, Tensor]:
+    """The ``state_dict`` of a Lightning checkpoint file; ValueError (one line) if the file is not one."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch's advice about pickle protocols in foreign files
+            checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises OSError, KeyError, UnpicklingError, RuntimeError... for bad files
+        raise ValueError(f"{path}: not a readable checkpoint (truncated, corrupt, or not written by "
+                         f"physdyn fit: {type(err).__name__})") from None
+    state = checkpoint.get("state_dict") if isinstance(checkpoint, dict) else None
+    if not isinstance(state, dict):
+        raise ValueError(f"{path}: not a Lightning checkpoint (it has no state_dict)")
+    return state
+
+
+def state_dict_problem(err: RuntimeError) -> str:
+    """The first problem torch's load_state_dict names, on one line ("size mismatch for ...: ...")."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    return " ".join(lines[1 if len(lines) > 1 else 0].split())[:200]
