@@ -63,13 +63,18 @@ class LearnedModel(nn.Module):
             raise ValueError(f"states must have shape (B, {', '.join(map(str, self.state_shape))}), "
                              f"got {tuple(x.shape)}")
         like = self._like
-        z = self.normalizer.transform(x.to(dtype=like.dtype, device=like.device))
-        return z.reshape(len(x), -1)
+        z = self.normalizer.transform(x.to(dtype=self._wide(x), device=like.device))
+        return z.reshape(len(x), -1).to(like.dtype)
+
+    def _wide(self, x: Tensor) -> torch.dtype:
+        """The wider of the states' and the model's floating types: where (de)normalisation happens, so that
+        states of 1e-300 or 1e300 in float64 survive a float32 model (its inputs and outputs are O(1))."""
+        return torch.promote_types(x.dtype, self._like.dtype)
 
     def vector_field(self, t: Tensor | float, x: Tensor) -> Tensor:
         """dx/dt for states x (B, *state_shape) in physical units; returns the same shape and dtype."""
         dzdt = self.model.vector_field(t, self._flat_z(x))
-        dxdt = self.normalizer.inverse_derivative(dzdt)
+        dxdt = self.normalizer.inverse_derivative(dzdt.to(self._wide(x)))
         return dxdt.reshape(x.shape).to(dtype=x.dtype, device=x.device)
 
     def forward(self, t: Tensor | float, x: Tensor) -> Tensor:
@@ -82,7 +87,7 @@ class LearnedModel(nn.Module):
         x0 = torch.as_tensor(x0)
         t = torch.as_tensor(t, device=self._like.device)
         z = self.model.rollout(self._flat_z(x0), t.to(self._like.dtype), **options)
-        x = self.normalizer.inverse(z)
+        x = self.normalizer.inverse(z.to(self._wide(x0)))
         return x.reshape(len(x0), z.shape[1], *self.state_shape).to(dtype=x0.dtype, device=x0.device)
 
     def energy(self, x: Tensor) -> Tensor:
