@@ -30,6 +30,13 @@ def lorenz_file(tmp_path_factory):
     return path
 
 
+@pytest.fixture(scope="module")
+def pendulum_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("data") / "pendulum.h5"
+    save(systems.get("pendulum").simulate(6, t_end=0.5, dt=0.02, seed=0), path)
+    return path
+
+
 def weights(run_dir):
     return torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
 
@@ -98,6 +105,92 @@ def test_fit_resumes_where_it_stopped(cli, tmp_path, lorenz_file):
     assert yaml.safe_load((run / "config.yaml").read_text())["training"]["max_epochs"] == 2
 
 
+def tree(folder):
+    return sorted((p.relative_to(folder).as_posix(), p.read_bytes() if p.is_file() else None)
+                  for p in folder.rglob("*"))
+
+
+def _other_model(run):
+    return ("--model", "hnn"), "last.ckpt: does not fit the model asked for (Unexpected key(s)"
+
+
+def _other_width(run):
+    return ("--set", "model.width=16"), "last.ckpt: does not fit the model asked for (size mismatch"
+
+
+def _truncated_checkpoint(run):
+    last = run / "checkpoints" / "last.ckpt"
+    last.write_bytes(last.read_bytes()[:1000])
+    return (), "last.ckpt: not a readable checkpoint"
+
+
+def _no_normalization(run):
+    (run / "normalization.json").unlink()
+    return (), "normalization.json: normalisation file not found"
+
+
+def _bad_normalization(run):
+    (run / "normalization.json").write_text('{"kind": "standard", "mean": [0, 0]}')
+    return (), "normalization.json: not a valid normalisation file"
+
+
+def _no_split(run):
+    (run / "split.json").unlink()
+    return (), "split.json: cannot resume, the run's split is missing"
+
+
+@pytest.mark.parametrize("damage", [_other_model, _other_width, _truncated_checkpoint, _no_normalization,
+                                    _bad_normalization, _no_split])
+def test_a_refused_resume_leaves_the_run_as_it_was(cli, tmp_path, pendulum_file, damage):
+    run = tmp_path / "run"
+    assert cli("fit", pendulum_file, "--model", "node", "--out", run, "--max-epochs", "1", *TINY)[0] == 0
+    args, message = damage(run)
+    before = tree(run)
+    status, _, err = cli("fit", "--out", run, "--resume", "--max-epochs", "2", *args)
+    assert status == 2 and err.startswith("physdyn fit: error: ") and err.count("\n") == 1, err
+    assert message in err, err
+    assert tree(run) == before  # config.yaml included: the run can still be evaluated and resumed
+
+
+def test_ctrl_c_exits_130_and_says_where_to_resume(cli, tmp_path, lorenz_file, monkeypatch):
+    import signal
+
+    from physdyn.training._module import DynamicsModule
+
+    step = DynamicsModule.training_step
+
+    def interrupted_in_epoch_2(self, *args, **kwargs):
+        if self.current_epoch == 1:
+            raise KeyboardInterrupt  # as Ctrl-C raises it, inside Lightning's loop
+        return step(self, *args, **kwargs)
+
+    monkeypatch.setattr(DynamicsModule, "training_step", interrupted_in_epoch_2)
+    run = tmp_path / "run"
+    status, _, err = cli("fit", lorenz_file, "--model", "node", "--out", run, "--max-epochs", "3", *TINY)
+    last = run / "checkpoints" / "last.ckpt"
+    assert status == 130, err
+    assert err.splitlines()[-1] == (f"physdyn fit: interrupted; the run can continue from {last} "
+                                    f"(physdyn fit --out {run} --resume)")
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # Lightning had switched it off
+    monkeypatch.undo()
+    assert cli("fit", "--out", run, "--resume")[0] == 0
+    assert epochs_logged(run) == [0, 1, 2]
+
+
+def test_ctrl_c_in_python_is_a_keyboard_interrupt(tmp_path, lorenz_file, monkeypatch):
+    from physdyn.training import fit
+    from physdyn.training._module import DynamicsModule
+
+    def interrupted(self, *args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(DynamicsModule, "training_step", interrupted)
+    config = {"data": {"path": str(lorenz_file), "window": 4}, "model": {"name": "node", "width": 8},
+              "training": {"max_epochs": 1, "progress_bar": False}}
+    with pytest.raises(KeyboardInterrupt):  # not Lightning's SystemExit
+        fit(config, tmp_path / "run")
+
+
 def test_settings_merge_in_order_and_read_numbers_as_numbers(tmp_path):
     from physdyn.cli import build_parser
     from physdyn.commands.fit import build_config
@@ -126,6 +219,10 @@ def test_settings_merge_in_order_and_read_numbers_as_numbers(tmp_path):
     (("{data}", "--model", "node", "--resume"), "nothing to resume"),
     (("{data}",), "model.name is required"),
     (("--model", "node"), "data.path is required"),
+    (("{data}", "--model", "node", "--set", "training.accelerator=tpu"),
+     "training.accelerator=tpu, training.strategy=auto: not available here"),
+    (("{data}", "--model", "node", "--seed", "-1"),
+     "training.seed (--seed) must be an integer from 0 to 4294967295, got -1"),
 ])
 def test_fit_refuses_bad_input_without_writing(cli, tmp_path, lorenz_file, args, message):
     bad = tmp_path / "bad.h5"
@@ -134,6 +231,18 @@ def test_fit_refuses_bad_input_without_writing(cli, tmp_path, lorenz_file, args,
     status, _, err = cli("fit", *args, "--out", tmp_path / "run")
     assert status == 2
     assert err.startswith("physdyn fit: error:") and err.count("\n") == 1 and message in err, err
+    assert not (tmp_path / "run").exists()
+
+
+def test_fit_refuses_a_file_whose_states_do_not_fit_the_system_it_names(cli, tmp_path):
+    from physdyn.data import Trajectories
+
+    path = tmp_path / "three.h5"  # says pendulum (states (2,)), holds three components
+    save(Trajectories(t=torch.linspace(0, 1, 8), states=torch.randn(4, 8, 3), system="pendulum"), path)
+    status, _, err = cli("fit", path, "--model", "node", "--out", tmp_path / "run", *TINY)
+    assert status == 2 and err.count("\n") == 1, err
+    assert (f"{path}: attribute 'system' is 'pendulum', whose states have shape (2,), "
+            "but key 'states' holds states of shape (3,)") in err
     assert not (tmp_path / "run").exists()
 
 

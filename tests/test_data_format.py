@@ -136,6 +136,39 @@ def test_integer_states_are_read_as_float(tmp_path):
     assert traj.states.dtype == torch.float64 and traj.states[0, 2, 1] == 5
 
 
+def test_integer_derivatives_and_0_1_masks_are_read_as_float_and_bool(tmp_path):
+    path = write_raw(tmp_path / "i.h5", {"states": X, "t": TS, "derivatives": np.zeros((N, T, D), np.int32),
+                                         "mask": changed(OBSERVED.astype(np.int8), (0, 1, 2), 0)})
+    traj = load(path)
+    assert traj.derivatives.dtype == torch.float64  # as docs/data-format.md promises
+    assert traj.mask.dtype == torch.bool and not traj.mask[0, 1, 2] and traj.mask.sum() == N * T * D - 1
+
+
+def test_derivatives_may_be_nan_where_unobserved(tmp_path):
+    mask = changed(OBSERVED, (1, 4, 0), False)
+    path = write_raw(tmp_path / "m.h5", {"states": X, "t": TS, "mask": mask,
+                                         "derivatives": changed(X, (1, 4, 0), np.nan)})
+    assert load(path).mask[1, 4, 0].item() is False
+
+
+@pytest.mark.parametrize(("shape", "names"), [((3,), ["q", "p", "r"]), ((2, 4, 4), ["u", "v"]),
+                                              ((1,), "position")])
+def test_state_names_one_per_component_or_channel(tmp_path, shape, names):
+    traj = Trajectories(t=torch.linspace(0, 1, 3), states=torch.zeros(2, 3, *shape))
+    path = save(traj, tmp_path / "x.h5")
+    with h5py.File(path, "a") as f:
+        f.attrs["state_names"] = names
+    assert load(path).state_names == ((names,) if isinstance(names, str) else tuple(names))
+
+
+def test_an_integer_index_picks_one_trajectory_or_raises():
+    traj = example_trajectories(n_trajectories=2)
+    assert torch.equal(traj[-1].states, traj.states[1:]) and torch.equal(traj[0].states, traj.states[:1])
+    for index in (2, 5, -3):
+        with pytest.raises(IndexError, match=f"trajectory index {index} is out of range for 2 trajectories"):
+            traj[index]
+
+
 def test_docs_snippet_writes_a_loadable_file(tmp_path, monkeypatch):
     """The plain-h5py example in docs/data-format.md writes a file that load accepts."""
     blocks = re.findall(r"```python\n(.*?)```", DOCS.read_text(), flags=re.S)
@@ -199,6 +232,22 @@ BAD_FILES = {
     "mask wrong shape": ({"states": X, "t": TS, "mask": OBSERVED[..., :-1]}, {}, "mask", "shape"),
     "derivatives wrong shape": ({"states": X, "t": TS, "derivatives": X[:1]}, {}, "derivatives", "shape"),
     "params wrong shape": ({"states": X, "t": TS, "params/k": np.ones(N + 1)}, {}, "params/k", "shape"),
+    "params NaN": ({"states": X, "t": TS, "params/k": np.array([1.0, np.nan])}, {}, "params/k",
+                   ("NaN or Inf", "(1,)")),
+    "derivatives NaN": (
+        {"states": X, "t": TS, "derivatives": changed(X, (1, 3, 2), np.nan)}, {}, "derivatives",
+        ("NaN or Inf", "(1, 3, 2)"),
+    ),
+    "derivatives Inf where observed": (
+        {"states": X, "t": TS, "mask": changed(OBSERVED, (0, 0, 0), False),
+         "derivatives": changed(X, (0, 5, 1), np.inf)}, {}, "derivatives", ("NaN or Inf", "(0, 5, 1)"),
+    ),
+    "mask of 0.5": ({"states": X, "t": TS, "mask": changed(np.ones((N, T, D)), (1, 2, 0), 0.5)}, {}, "mask",
+                    ("must be boolean", "0.5", "(1, 2, 0)")),
+    "mask of int8 2": ({"states": X, "t": TS, "mask": changed(OBSERVED.astype(np.int8), (0, 7, 1), 2)}, {},
+                       "mask", ("must be boolean", "2", "(0, 7, 1)")),
+    "states NaN TND": ({"states": changed(X, (1, 2, 0), np.nan).swapaxes(0, 1), "t": TS}, {"layout": "TND"},
+                       "states", "at index (2, 1, 0)"),  # as stored in the time-major file
 }
 
 
@@ -226,7 +275,14 @@ def test_refused_with_file_key_and_problem(tmp_path, case):
 
 @pytest.mark.parametrize(("attrs", "problem"), [
     ({"physdyn_format": 2}, "attribute 'physdyn_format' is 2"),
+    ({"physdyn_format": "1"}, "attribute 'physdyn_format' must be the integer 1, got the string '1'"),
+    ({"physdyn_format": [1]}, "attribute 'physdyn_format' must be the integer 1, got an array of shape (1,)"),
     ({"params": "{not json"}, "attribute 'params' or 'meta' is not valid JSON"),
+    ({"params": "[1, 2]"}, "attribute 'params' must be a JSON object ({...}), got list [1, 2]"),
+    ({"meta": "3"}, "attribute 'meta' must be a JSON object ({...}), got int 3"),
+    ({"state_names": "position"}, "attribute 'state_names' has 1 names ['position'] but states of shape (3,) "
+                                  "need one per state component, 3 (or none)"),
+    ({"state_names": ["a", "b"]}, "attribute 'state_names' has 2 names"),
 ])
 def test_refused_attributes(tmp_path, attrs, problem):
     path = write_raw(tmp_path / "bad.h5", {"states": X, "t": TS}, attrs)
@@ -264,6 +320,37 @@ def test_not_an_hdf5_file(tmp_path, content, problem):
 
 
 # ---------------------------------------------------------------------------------------------- writes
+
+
+SAVE_REFUSES = {
+    "NaN without a mask": {"t": TS, "states": changed(X, (1, 2, 0), np.nan)},
+    "decreasing times": {"t": TS[::-1].copy(), "states": X},
+    "derivatives Inf": {"t": TS, "states": X, "derivatives": changed(X, (0, 0, 1), np.inf)},
+    "mask of 0.5": {"t": TS, "states": X, "mask": changed(np.ones((N, T, D)), (1, 2, 0), 0.5)},
+}
+
+
+@pytest.mark.parametrize("case", list(SAVE_REFUSES))
+def test_save_refuses_what_load_refuses_with_the_same_message(tmp_path, case):
+    arrays = SAVE_REFUSES[case]
+    path = tmp_path / "x.h5"
+    traj = Trajectories(**{key: torch.from_numpy(value) for key, value in arrays.items()})
+    with pytest.raises(DataFormatError) as on_save:
+        save(traj, path)
+    assert list(tmp_path.iterdir()) == []  # nothing written, not even a temporary file
+    with pytest.raises(DataFormatError) as on_load:
+        load(write_raw(path, arrays))
+    assert str(on_save.value) == str(on_load.value)
+
+
+def test_save_refuses_names_and_attributes_load_would_refuse(tmp_path):
+    traj = example_trajectories(state_dim=2)
+    for change, problem in [({"state_names": ("position",)}, "'state_names' has 1 names"),
+                            ({"system_params": [1.0]}, "attribute 'params' must be a JSON object"),
+                            ({"params": {"k": torch.tensor([1.0, np.nan, 2.0])}}, "'params/k' has NaN")]:
+        with pytest.raises(DataFormatError, match=re.escape(problem)):
+            save(Trajectories(**{**vars(traj), **change}), tmp_path / "x.h5")
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_save_refuses_to_overwrite(tmp_path):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import replace
 
 import numpy as np
@@ -138,11 +139,9 @@ def test_report_files(tmp_path):
 def test_an_existing_report_is_replaced_only_with_force(tmp_path, monkeypatch):
     data = rotation_data(n=2, n_t=21)
     out = tmp_path / "report"
-    out.mkdir()
-    (out / "old.txt").write_text("keep me")
-    with pytest.raises(FileExistsError, match="not empty"):
+    evaluate(Rotation(), data, 5, out_dir=out, plots=False)
+    with pytest.raises(FileExistsError, match="not empty: it holds an earlier report"):
         evaluate(Rotation(), data, 10, out_dir=out)
-    assert (out / "old.txt").read_text() == "keep me"
 
     import physdyn.evaluation._plots as plots
 
@@ -153,11 +152,60 @@ def test_an_existing_report_is_replaced_only_with_force(tmp_path, monkeypatch):
     with pytest.raises(RuntimeError, match="disk full"):
         evaluate(Rotation(), data, 10, out_dir=out, force=True)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["report"]  # nothing half-written
-    assert (out / "old.txt").read_text() == "keep me"
+    assert json.loads((out / "metrics.json").read_text())["horizon"] == 5  # the earlier report, intact
     monkeypatch.undo()
 
     evaluate(Rotation(), data, 10, out_dir=out, force=True, plots=False)
-    assert not (out / "old.txt").exists() and (out / "metrics.json").is_file()
+    assert json.loads((out / "metrics.json").read_text())["horizon"] == 10
+
+
+def tree(folder):
+    return sorted((p.relative_to(folder).as_posix(), p.read_bytes() if p.is_file() else None)
+                  for p in folder.rglob("*"))
+
+
+def _foreign_file(out, data, monkeypatch):
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    return out, data, "is not a physdyn report (notes.txt"
+
+
+def _foreign_file_in_a_report(out, data, monkeypatch):
+    evaluate(Rotation(), data, 5, out_dir=out, plots=False)
+    (out / "notes.txt").write_text("mine")
+    return out, data, "is not a physdyn report (notes.txt"
+
+
+def _subfolder(out, data, monkeypatch):
+    (out / "sub").mkdir(parents=True)
+    return out, data, "is not a physdyn report (sub"
+
+
+def _data_file_in_a_report(out, data, monkeypatch):  # evaluating a report's predictions, into that report
+    evaluate(Rotation(), data, 5, out_dir=out, plots=False)
+    return out, load(out / "predictions.h5"), "an input of this evaluation"
+
+
+def _current_folder(out, data, monkeypatch):
+    out.mkdir()
+    monkeypatch.chdir(out)
+    return ".", data, "is the current folder"
+
+
+def _parent_of_the_current_folder(out, data, monkeypatch):
+    (out / "deeper").mkdir(parents=True)
+    monkeypatch.chdir(out / "deeper")
+    return out, data, "is the current folder or contains it"
+
+
+@pytest.mark.parametrize("setup", [_foreign_file, _foreign_file_in_a_report, _subfolder,
+                                   _data_file_in_a_report, _current_folder, _parent_of_the_current_folder])
+def test_force_never_replaces_anything_but_a_report(tmp_path, monkeypatch, setup):
+    target, data, problem = setup(tmp_path / "out", rotation_data(n=2, n_t=21), monkeypatch)
+    before = tree(tmp_path)
+    with pytest.raises(FileExistsError, match=re.escape(problem)):
+        evaluate(Rotation(), data, 5, out_dir=target, force=True, plots=False)
+    assert tree(tmp_path) == before
 
 
 def test_each_trajectory_is_rolled_out_on_its_own_times(tmp_path):

@@ -207,6 +207,25 @@ def test_fit_recovers_a_known_field_in_physical_units(tmp_path, linear_file):
     assert error < 5e-3  # reached: ~3e-4; without the de-normalisation: ~0.5
 
 
+def test_training_does_not_depend_on_the_units(tmp_path):
+    # The same damped oscillator stored at 1e-15 (SI units at small scales) and at 1: the same field is
+    # learned, to the same relative error (the normalised data are alike), where a normaliser blind to the
+    # scale would let the model see zeros.
+    errors = {}
+    for scale in (1.0, 1e-15):
+        data = linear_data(n=10, n_t=40)
+        data.states, data.derivatives = data.states * scale, data.derivatives * scale
+        cfg = config(save(data, tmp_path / f"{scale}.h5"), max_epochs=4, lr=0.05, rollout_weight=0.0)
+        cfg["model"] = {"name": "node", "depth": 0}  # affine: can represent dx/dt = A x exactly
+        cfg["data"].update(window=1, stride=1, batch_size=8)
+        learned = load_run(fit(cfg, tmp_path / f"run-{scale}"))
+        x = linear_data(5, seed=9).states[:, ::7].reshape(-1, 2) * scale
+        with torch.no_grad():
+            errors[scale] = float((learned.vector_field(0.0, x) - x @ A.T).norm() / (x @ A.T).norm())
+    assert errors[1.0] < 5e-3
+    assert errors[1e-15] == pytest.approx(errors[1.0], rel=0.05)
+
+
 def test_fit_options_reach_the_trainer(tmp_path, linear_file):
     cos = fit(config(linear_file, max_epochs=3, schedule="cosine", lr=0.01), tmp_path / "cos")
     with open(cos / "logs" / "metrics.csv", newline="") as f:

@@ -142,6 +142,40 @@ def test_scale_normalizer_is_one_rms_for_all_components():
     assert not norm.mean.any()
 
 
+@pytest.mark.parametrize("scale", [1e-300, 1e-15, 1e-9, 1.0, 1e300])
+@pytest.mark.parametrize("kind", ["standard", "scale"])
+def test_normalizer_works_at_any_scale_float64_holds(tmp_path, kind, scale):
+    g = torch.Generator().manual_seed(3)
+    base = torch.randn(4, 50, 3, generator=g, dtype=torch.float64) * torch.tensor([1.0, 3.0, 0.2])
+    base = base + torch.tensor([0.5, -1.0, 2.0])
+    traj = Trajectories(t=torch.arange(50.0), states=base * scale)
+    norm = Normalizer.fit(traj, kind)
+    flat = base.reshape(-1, 3).numpy()  # numpy's statistics of the data in units where it is O(1)
+    if kind == "standard":
+        np.testing.assert_allclose(norm.mean.numpy(), flat.mean(0) * scale, rtol=1e-12)
+        np.testing.assert_allclose(norm.std.numpy(), flat.std(0) * scale, rtol=1e-12)
+    else:
+        np.testing.assert_allclose(norm.std.numpy(), np.sqrt((flat**2).mean()) * scale, rtol=1e-12)
+    z = norm.transform(traj.states).reshape(-1, 3)
+    assert torch.isfinite(z).all()
+    at_one = Normalizer.fit(Trajectories(t=traj.t, states=base), kind).transform(base).reshape(-1, 3)
+    np.testing.assert_allclose(z.numpy(), at_one.numpy(), rtol=1e-9, atol=1e-12)  # the same z at any scale
+    assert 0.3 < float(z.std()) < 3  # of order 1
+    text = norm.save(tmp_path / "normalization.json").read_text()
+    json.loads(text, parse_constant=lambda c: pytest.fail(f"normalization.json holds {c}"))
+    back = Normalizer.load(tmp_path / "normalization.json")
+    assert torch.equal(back.mean, norm.mean) and torch.equal(back.std, norm.std)
+
+
+@pytest.mark.parametrize("value", [0.0, 7e-15, 3.0, 2e300])
+def test_a_constant_component_is_shifted_and_divided_by_its_magnitude(value):
+    states = torch.cat([torch.full((2, 10, 1), value, dtype=torch.float64),
+                        torch.linspace(-1, 1, 20, dtype=torch.float64).reshape(2, 10, 1)], -1)
+    norm = Normalizer.fit(Trajectories(t=torch.arange(10.0), states=states), "standard")
+    assert norm.mean[0] == value and norm.std[0] == (abs(value) or 1.0)
+    assert not norm.transform(states)[..., 0].any()
+
+
 def test_normalizer_round_trip_and_json(tmp_path):
     traj = example_trajectories(3, 10, state_dim=2, seed=0)
     for kind in ("standard", "scale", "none"):

@@ -51,7 +51,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    help="best (default), last, or a checkpoint file")
     p.add_argument("--no-lyapunov", action="store_true",
                    help="skip the learned model's Lyapunov exponent (the slowest metric)")
-    p.add_argument("--force", action="store_true", help="replace REPORT_DIR if it exists and is not empty")
+    p.add_argument("--force", action="store_true",
+                   help="replace an earlier report in REPORT_DIR (never a folder holding anything else)")
     p.set_defaults(run=run)
 
 
@@ -95,8 +96,9 @@ def run(args: argparse.Namespace) -> int:
     if not 1 <= args.context <= args.horizon:
         raise UsageError(f"--context {args.context}: must be from 1 to --horizon ({args.horizon})")
     out = Path(args.out) if args.out is not None else run_dir / "report"
+    data_path = Path(args.data)
     try:
-        check_report_dir(out, args.force)
+        check_report_dir(out, args.force, keep=(run_dir, data_path))
     except FileExistsError as err:
         raise UsageError(f"--out {err}") from None
     try:
@@ -105,7 +107,6 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"{run_dir}: cannot load the trained model ({' '.join(str(err).split())})") from None
 
     data_cfg = model.config.get("data", {})
-    data_path = Path(args.data)
     data = load(data_path, states=args.states or data_cfg.get("states", "states"),
                 times=args.times or data_cfg.get("times", "t"),
                 layout=args.layout or data_cfg.get("layout", "NTD"))
@@ -113,6 +114,11 @@ def run(args: argparse.Namespace) -> int:
     if indices is not None:
         if not indices:
             raise UsageError(f"{data_path}: this is the run's training file and its test split is empty; "
+                             "pass a separate test file")
+        outside = [i for i in indices if not 0 <= i < data.n_trajectories]
+        if outside:
+            raise UsageError(f"{run_dir / 'split.json'}: test trajectory {outside[0]} is not in {data_path}, "
+                             f"which holds {data.n_trajectories} trajectories (changed since training?); "
                              "pass a separate test file")
         data = data.select(indices)
         data.meta["indices"] = indices

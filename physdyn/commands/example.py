@@ -34,7 +34,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", metavar="OUT", help="output folder (default runs/NAME)")
     p.add_argument("--data", metavar="DATA.h5", help="train and test on this file instead of the bundled one")
     p.add_argument("--max-epochs", type=int, metavar="E", help="training epochs (default: the example's)")
-    p.add_argument("--force", action="store_true", help="replace the outputs of an earlier run in OUT")
+    p.add_argument("--force", action="store_true",
+                   help="replace the outputs of an earlier example in OUT (only what physdyn wrote there)")
     p.set_defaults(run=run)
 
 

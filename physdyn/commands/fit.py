@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -83,6 +84,15 @@ def build_config(args: argparse.Namespace) -> dict[str, Any]:
     return merge(config, parse_assignments(args.assignments))
 
 
+def interrupted(run_dir: Path) -> str:
+    """One line for a run stopped by Ctrl-C: where it can be resumed from, if anywhere."""
+    last = run_dir / "checkpoints" / "last.ckpt"
+    if last.is_file():
+        return f"interrupted; the run can continue from {last} (physdyn fit --out {run_dir} --resume)"
+    return (f"interrupted before the first epoch ended: {run_dir} holds no checkpoint to resume from "
+            "(delete it to start again)")
+
+
 def run(args: argparse.Namespace) -> int:
     from ..training import prepare
 
@@ -90,7 +100,12 @@ def run(args: argparse.Namespace) -> int:
         plan = prepare(build_config(args), args.out, resume=args.resume)
     except ValueError as err:  # physdyn.data.DataFormatError included
         raise UsageError(str(err)) from None
-    run_dir = plan.run()
+    try:
+        run_dir = plan.run()
+    except KeyboardInterrupt:
+        if plan.rank == 0:
+            print(f"physdyn fit: {interrupted(plan.run_dir)}", file=sys.stderr)
+        return 130
     if plan.rank == 0:
         ckpt = plan.trainer.checkpoint_callback
         best = "" if ckpt is None or ckpt.best_model_score is None else (

@@ -7,9 +7,11 @@ line that names the file, the key and what is wrong.
 from __future__ import annotations
 
 import json
+import math
 import os
 import secrets
 from pathlib import Path
+from typing import Any
 
 import h5py
 import numpy as np
@@ -30,10 +32,19 @@ def save(traj: Trajectories, path: str | os.PathLike, *, overwrite: bool = False
 
     The file is written under a temporary name in the same folder and renamed into place, so an interrupted
     write never leaves a file that looks whole. An existing file is replaced only with ``overwrite=True``.
+
+    Raises:
+        DataFormatError: ``traj`` breaks a rule of the format (the message :func:`load` would give for such
+            a file); nothing is written.
     """
     path = Path(path)
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path}: file exists (pass overwrite=True to replace it)")
+    _validate(path, *_arrays(traj), traj.state_names, traj.system_params, traj.meta)
+    try:
+        attrs = {"params": json.dumps(traj.system_params), "meta": json.dumps(traj.meta)}
+    except (TypeError, ValueError) as err:
+        raise DataFormatError(f"{path}: attribute 'params' or 'meta' is not JSON ({err})") from None
     # Not tempfile.mkstemp: its files are private (mode 0600) and the rename would keep that mode;
     # h5py's exclusive create ("x") makes the file with the user's umask, as any other program would.
     tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
@@ -42,8 +53,7 @@ def save(traj: Trajectories, path: str | os.PathLike, *, overwrite: bool = False
             f.attrs["physdyn_format"] = FORMAT_VERSION
             f.attrs["system"] = traj.system
             f.attrs["state_names"] = list(traj.state_names)
-            f.attrs["params"] = json.dumps(traj.system_params)
-            f.attrs["meta"] = json.dumps(traj.meta)
+            f.attrs.update(attrs)
             f.create_dataset("t", data=traj.t.detach().cpu().numpy().astype(np.float64))
             f.create_dataset("states", data=traj.states.detach().cpu().numpy(), compression="gzip")
             if traj.mask is not None:
@@ -93,16 +103,30 @@ def load(
         raise DataFormatError(f"{path}: not an HDF5 file")
     try:
         with h5py.File(path, "r") as f:
-            version = f.attrs.get("physdyn_format", FORMAT_VERSION)  # files from other tools have none
-            if version != FORMAT_VERSION:
-                raise DataFormatError(
-                    f"{path}: attribute 'physdyn_format' is {version}, expected {FORMAT_VERSION}"
-                )
+            _check_version(f.attrs, path)
             return _read(f, path, states, times, layout, mask, derivatives)
     except DataFormatError:
         raise
     except (OSError, KeyError, RuntimeError) as err:
         raise DataFormatError(f"{path}: unreadable, truncated or corrupt HDF5 file ({err})") from None
+
+
+def _check_version(attrs: h5py.AttributeManager, path: Path) -> None:
+    version = attrs.get("physdyn_format", FORMAT_VERSION)  # files from other tools have none
+    if isinstance(version, bool | np.bool_) or not isinstance(version, int | np.integer):
+        raise DataFormatError(f"{path}: attribute 'physdyn_format' must be the integer {FORMAT_VERSION}, "
+                              f"got {_describe(version)}")
+    if version != FORMAT_VERSION:
+        raise DataFormatError(f"{path}: attribute 'physdyn_format' is {version}, expected {FORMAT_VERSION}")
+
+
+def _describe(value: Any) -> str:
+    """An attribute's value as a message names it: its kind as well, so that '1' never reads as 1."""
+    if isinstance(value, np.ndarray):
+        return f"an array of shape {value.shape} ({value.tolist()!r})"
+    if isinstance(value, str | bytes):
+        return f"the string {value!r}"
+    return f"{value!r} ({type(value).__name__})"
 
 
 def _read(f, path, states_key, times_key, layout, mask_key, deriv_key) -> Trajectories:
@@ -121,13 +145,11 @@ def _read(f, path, states_key, times_key, layout, mask_key, deriv_key) -> Trajec
         return value
 
     x = _to_ntd(dataset(states_key), layout, path, states_key)
-    if not np.issubdtype(x.dtype, np.floating):
-        x = x.astype(np.float64)
     if x.size == 0:
         raise DataFormatError(f"{path}: key '{states_key}' is empty, shape {x.shape}")
     n, n_t = x.shape[:2]
 
-    t = np.asarray(dataset(times_key), dtype=np.float64)
+    t = dataset(times_key)
     if t.ndim == 2 and layout == "TND":
         t = t.T
     if t.ndim == 2 and layout == "TD":
@@ -140,44 +162,22 @@ def _read(f, path, states_key, times_key, layout, mask_key, deriv_key) -> Trajec
             f"{path}: key '{times_key}' has shape {t.shape} but '{states_key}' holds "
             f"{n} trajectories of {n_t} times (expected {expected})"
         )
-    if not np.all(np.isfinite(t)):
-        raise DataFormatError(f"{path}: key '{times_key}' contains NaN or Inf")
-    steps = np.diff(t, axis=-1)
-    if np.any(steps <= 0):
-        *row, col = (int(i) for i in np.argwhere(steps <= 0)[0])
-        now, before = t[(*row, col + 1)], t[(*row, col)]
-        where = (*row, col + 1) if layout != "TND" else (col + 1, *row)  # as stored in the file
-        raise DataFormatError(
-            f"{path}: key '{times_key}' is not strictly increasing "
-            f"(at index {where}: {now:g} after {before:g})"
-        )
 
-    m = None
+    m = dx = None
     if mask_key is not None and mask_key in f:
-        m = _to_ntd(dataset(mask_key), layout, path, mask_key).astype(bool)
-        if m.shape != x.shape:
-            raise DataFormatError(f"{path}: key '{mask_key}' has shape {m.shape}, states have {x.shape}")
-    bad = ~np.isfinite(x) if m is None else ~np.isfinite(x) & m
-    if bad.any():
-        where = tuple(int(i) for i in np.argwhere(bad)[0])
-        hint = "" if m is not None else " (add a boolean mask to mark unobserved entries)"
-        raise DataFormatError(f"{path}: key '{states_key}' has NaN or Inf at index {where}{hint}")
-    if m is not None:
-        x = np.where(m, x, 0.0).astype(x.dtype)  # unobserved entries carry no information; keep them finite
-
-    dx = None
+        m = _to_ntd(dataset(mask_key), layout, path, mask_key)
     if deriv_key is not None and deriv_key in f:
         dx = _to_ntd(dataset(deriv_key), layout, path, deriv_key)
-        if dx.shape != x.shape:
-            raise DataFormatError(f"{path}: key '{deriv_key}' has shape {dx.shape}, states have {x.shape}")
-
+    for key, value in ((mask_key, m), (deriv_key, dx)):
+        if value is not None and value.shape != x.shape:
+            raise DataFormatError(f"{path}: key '{key}' has shape {value.shape}, states have {x.shape}")
     params = {}
     if "params" in f and isinstance(f["params"], h5py.Group):
         for name in f["params"]:
-            value = dataset(f"params/{name}").astype(np.float64)
+            value = dataset(f"params/{name}")
             if value.shape != (n,):
                 raise DataFormatError(f"{path}: key 'params/{name}' must have shape ({n},), is {value.shape}")
-            params[name] = torch.from_numpy(value)
+            params[name] = value
 
     attrs = f.attrs
     try:
@@ -185,18 +185,99 @@ def _read(f, path, states_key, times_key, layout, mask_key, deriv_key) -> Trajec
         meta = json.loads(attrs.get("meta", "{}"))
     except json.JSONDecodeError as err:
         raise DataFormatError(f"{path}: attribute 'params' or 'meta' is not valid JSON ({err})") from None
-    names = tuple(str(s) for s in attrs.get("state_names", ()))
+    names = attrs.get("state_names", ())
+    names = (names,) if isinstance(names, str | bytes) else names  # one name, stored as a scalar string
+    names = tuple(s.decode() if isinstance(s, bytes) else str(s) for s in np.ravel(names))
+
+    keys = {"states": states_key, "t": times_key, "mask": mask_key, "derivatives": deriv_key}
+    _validate(path, t, x, m, dx, params, names, system_params, meta, keys=keys, layout=layout)
+    as_float = {"dtype": np.float64} if not np.issubdtype(x.dtype, np.floating) else {}
+    x = np.asarray(x, **as_float)
+    if m is not None:
+        m = m.astype(bool)
+        x = np.where(m, x, 0.0).astype(x.dtype)  # unobserved entries carry no information; keep them finite
+    if dx is not None and not np.issubdtype(dx.dtype, np.floating):
+        dx = dx.astype(np.float64)
     return Trajectories(
-        t=torch.from_numpy(t),
+        t=torch.from_numpy(np.asarray(t, dtype=np.float64)),
         states=torch.from_numpy(np.ascontiguousarray(x)),
         mask=None if m is None else torch.from_numpy(m),
         derivatives=None if dx is None else torch.from_numpy(np.ascontiguousarray(dx)),
-        params=params,
+        params={name: torch.from_numpy(value.astype(np.float64)) for name, value in params.items()},
         system=str(attrs.get("system", "custom")),
         state_names=names,
         system_params=system_params,
         meta={**meta, "source": str(path)},
     )
+
+
+def _arrays(traj: Trajectories) -> tuple:
+    """The arrays of ``traj`` as :func:`_validate` takes them: t, states, mask, derivatives, params."""
+
+    def array(x: torch.Tensor | None) -> np.ndarray | None:
+        return None if x is None else x.detach().cpu().numpy()
+
+    return (array(traj.t), array(traj.states), array(traj.mask), array(traj.derivatives),
+            {name: array(value) for name, value in traj.params.items()})
+
+
+def _validate(path: Path, t: np.ndarray, x: np.ndarray, m: np.ndarray | None, dx: np.ndarray | None,
+              params: dict[str, np.ndarray], names: tuple[str, ...], system_params: Any, meta: Any, *,
+              keys: dict[str, str | None] | None = None, layout: str = "NTD") -> None:
+    """DataFormatError unless these make a valid file; the one set of rules of :func:`load` and :func:`save`.
+
+    Arrays are in (N, T, *state_shape) order with shapes already consistent; ``keys`` are the dataset names
+    the messages use and ``layout`` the axis order of the file, so that indices in messages are positions
+    as stored there.
+    """
+    keys = {"states": "states", "t": "t", "mask": "mask", "derivatives": "derivatives"} | (keys or {})
+
+    def stored(index: np.ndarray) -> tuple[int, ...]:
+        index = tuple(int(i) for i in index)
+        if layout == "TND" and len(index) >= 2:
+            return (index[1], index[0], *index[2:])
+        return index[1:] if layout == "TD" and len(index) >= 2 else index
+
+    t = np.asarray(t, dtype=np.float64)
+    if not np.all(np.isfinite(t)):
+        raise DataFormatError(f"{path}: key '{keys['t']}' contains NaN or Inf")
+    steps = np.diff(t, axis=-1)
+    if np.any(steps <= 0):
+        *row, col = (int(i) for i in np.argwhere(steps <= 0)[0])
+        now, before = t[(*row, col + 1)], t[(*row, col)]
+        raise DataFormatError(f"{path}: key '{keys['t']}' is not strictly increasing "
+                              f"(at index {stored((*row, col + 1))}: {now:g} after {before:g})")
+    if m is not None and m.dtype != bool:
+        not_boolean = ~((m == 0) | (m == 1))
+        if not_boolean.any():
+            where = np.argwhere(not_boolean)[0]
+            raise DataFormatError(f"{path}: key '{keys['mask']}' must be boolean (True where observed), "
+                                  f"holds {m[tuple(where)]!r} at index {stored(where)}")
+    observed = None if m is None else m.astype(bool)
+    for key, value in ((keys["states"], x), (keys["derivatives"], dx)):
+        if value is None:
+            continue
+        bad = ~np.isfinite(value) if observed is None else ~np.isfinite(value) & observed
+        if bad.any():
+            hint = "" if m is not None else " (add a boolean mask to mark unobserved entries)"
+            raise DataFormatError(f"{path}: key '{key}' has NaN or Inf at index "
+                                  f"{stored(np.argwhere(bad)[0])}{hint}")
+    for name, value in params.items():
+        bad = ~np.isfinite(value)
+        if bad.any():
+            raise DataFormatError(f"{path}: key 'params/{name}' has NaN or Inf at index "
+                                  f"{tuple(int(i) for i in np.argwhere(bad)[0])}")
+    for attr, value in (("params", system_params), ("meta", meta)):
+        if not isinstance(value, dict):
+            raise DataFormatError(f"{path}: attribute '{attr}' must be a JSON object ({{...}}), "
+                                  f"got {type(value).__name__} {value!r:.40}")
+    state_shape = x.shape[2:]
+    expected, per = (state_shape[0], "channel (first state axis)") if len(state_shape) > 1 else (
+        math.prod(state_shape), "state component")
+    if names and len(names) != expected:
+        raise DataFormatError(f"{path}: attribute 'state_names' has {len(names)} names "
+                              f"{list(names)[:8]} but states of shape {tuple(state_shape)} need one per "
+                              f"{per}, {expected} (or none)")
 
 
 def _to_ntd(a: np.ndarray, layout: str, path: Path, key: str) -> np.ndarray:

@@ -47,31 +47,39 @@ class Normalizer:
         d = math.prod(self.state_shape)
         if self.mean.shape != (d,) or self.std.shape != (d,):
             raise ValueError(f"mean and std must have shape ({d},) for state shape {self.state_shape}")
-        if not bool((self.std > 0).all()):
-            raise ValueError("std must be positive")
+        if not bool((self.std > 0).all() and self.std.isfinite().all() and self.mean.isfinite().all()):
+            raise ValueError("std must be positive and finite, and mean finite")
 
     @classmethod
     def fit(cls, traj: Trajectories, kind: str = "standard") -> Normalizer:
         """Statistics of the observed entries of ``traj`` (pass the training split only), in float64.
 
-        A component with (near) zero spread keeps std = 1, so it is shifted but not blown up.
+        They hold at any scale float64 represents (states of 1e-300 or 1e300): the sums are taken over the
+        states divided by their largest magnitude, where squares of the states themselves would underflow
+        to 0 or overflow to Inf. A component with no spread relative to its magnitude (a constant) is
+        shifted to 0 and divided by that magnitude (by 1 if it is 0 throughout), so it is not blown up.
         """
         n, n_t = traj.n_trajectories, traj.n_times
         x = traj.states.reshape(n * n_t, -1).to(torch.float64)
         d = x.shape[1]
-        m = torch.ones_like(x) if traj.mask is None else traj.mask.reshape(n * n_t, -1).to(torch.float64)
-        count = m.sum(0)
+        m = torch.ones_like(x, dtype=torch.bool) if traj.mask is None else traj.mask.reshape(x.shape).bool()
+        x = torch.where(m, x, 0.0)  # unobserved entries count for nothing (and may hold anything)
+        count = m.sum(0).to(torch.float64)
         if kind not in NORMALIZATIONS:
             raise ValueError(f"unknown normalization {kind!r} (available: {', '.join(NORMALIZATIONS)})")
         mean, std = torch.zeros(d, dtype=torch.float64), torch.ones(d, dtype=torch.float64)
         if kind == "standard":
             if bool((count == 0).any()):
                 raise ValueError(f"state component {int((count == 0).nonzero()[0])} is never observed")
-            mean = (m * x).sum(0) / count
-            var = (m * (x - mean) ** 2).sum(0) / count
-            std = torch.where(var.sqrt() > 1e-12 * (1 + mean.abs()), var.sqrt(), torch.ones_like(var))
+            size = _magnitude(x.abs().amax(0))
+            y = x / size
+            mean_y = y.sum(0) / count
+            std_y = (torch.where(m, y - mean_y, 0.0) ** 2).sum(0).div(count).sqrt()
+            mean = mean_y * size
+            std = torch.where(std_y > 1e-12, std_y * size, size)
         elif kind == "scale":
-            rms = ((m * x**2).sum() / count.sum()).sqrt()
+            size = _magnitude(x.abs().amax())
+            rms = ((x / size) ** 2).sum().div(count.sum()).sqrt() * size
             std = torch.full((d,), float(rms) if rms > 0 else 1.0, dtype=torch.float64)
         return cls(kind, mean, std, traj.state_shape)
 
@@ -129,10 +137,23 @@ class Normalizer:
         """Write the JSON form ``{"kind", "mean", "std", "state_shape"}`` to ``path`` (atomically)."""
         path = Path(path)
         tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+        tmp.write_text(json.dumps(self.to_dict(), indent=2, allow_nan=False) + "\n")
         os.replace(tmp, path)
         return path
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Normalizer:
-        return cls.from_dict(json.loads(Path(path).read_text()))
+        """Read a file written by :meth:`save`; ValueError (one line, naming the file) if missing or bad."""
+        path = Path(path)
+        if not path.is_file():
+            raise ValueError(f"{path}: normalisation file not found")
+        try:
+            return cls.from_dict(json.loads(path.read_text()))
+        except (UnicodeDecodeError, ValueError, KeyError, TypeError) as err:
+            raise ValueError(f"{path}: not a valid normalisation file ({type(err).__name__}: "
+                             f"{' '.join(str(err).split())[:120]})") from None
+
+
+def _magnitude(largest: Tensor) -> Tensor:
+    """The largest magnitude of the states, as a divisor: 1 where they are all 0."""
+    return torch.where(largest > 0, largest, torch.ones_like(largest))

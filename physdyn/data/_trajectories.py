@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
+from numbers import Integral
 from typing import Any
 
 import torch
@@ -21,7 +22,8 @@ class Trajectories:
         derivatives: optional dx/dt, same shape as ``states`` (simulators know it).
         params: per-trajectory parameters, name -> tensor of shape (N,).
         system: registry name of the system that produced the data, or "custom".
-        state_names: one name per state component (flattened state), may be empty.
+        state_names: one name per state component for vector states (D,), one per channel (the first
+            state axis) for field states (C, ...); may be empty.
         system_params: the system's scalar parameters (written as JSON in the file).
         meta: free-form JSON-serialisable metadata.
     """
@@ -93,8 +95,12 @@ class Trajectories:
         )
 
     def __getitem__(self, index: Sequence[int] | Tensor | slice | int) -> Trajectories:
-        if isinstance(index, int):
-            index = slice(index, index + 1 if index != -1 else None)
+        """The trajectories at ``index``; an integer keeps the trajectory axis (one trajectory, N = 1)."""
+        if isinstance(index, Integral):
+            n = self.n_trajectories
+            if not -n <= index < n:
+                raise IndexError(f"trajectory index {index} is out of range for {n} trajectories")
+            index = slice(index % n, index % n + 1)
         return self.select(index)
 
     def to(self, dtype: torch.dtype) -> Trajectories:

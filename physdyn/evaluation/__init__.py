@@ -6,7 +6,7 @@ reference system alike; ``forecast`` is the prediction step on its own.
 
 from ._evaluate import LYAPUNOV_OPTIONS, VPT_THRESHOLD, evaluate, forecast, reference_system
 from ._examples import EXAMPLES, run_example
-from ._report import check_report_dir, json_safe, summary, write_report
+from ._report import check_report_dir, foreign_in_report, json_safe, summary, write_report
 from ._results import Report
 
 __all__ = [
@@ -17,6 +17,7 @@ __all__ = [
     "check_report_dir",
     "evaluate",
     "forecast",
+    "foreign_in_report",
     "json_safe",
     "reference_system",
     "run_example",

@@ -35,19 +35,12 @@ def reference_system(data: Trajectories):
     """The reference System that produced ``data`` (from its ``system`` and ``system_params``), or None.
 
     None for "custom" data, parameters the registry does not know, and data whose system parameters vary
-    across trajectories (no one system produced them all).
+    across trajectories (no one system produced them all); DataFormatError (one line) when the data names a
+    bundled system whose states have another shape.
     """
-    from .. import systems
+    from ..training._source import source_system
 
-    if data.system not in systems.names():
-        return None
-    known = systems.facts(data.system)["params"]
-    if any(name in known and bool((v != v[0]).any()) for name, v in data.params.items()):
-        return None
-    try:
-        return systems.get(data.system, **data.system_params)
-    except ValueError:
-        return None
+    return source_system(data)
 
 
 def _has(obj, capability: str) -> bool:
@@ -169,7 +162,8 @@ def evaluate(
             at the last of them (which models without an encoder need fully observed).
         system: the reference system for physics metrics, or None (see :func:`reference_system`).
         out_dir: if given, write metrics.json, predictions.h5 and the plots there (all-or-nothing);
-            an existing non-empty folder is replaced only with ``force``. ``plots=False`` skips the PNGs.
+            an existing non-empty folder is replaced only with ``force`` and only if it holds an earlier
+            report and nothing else (never the data file or the run folder). ``plots=False`` skips the PNGs.
         samples: predictions per trajectory K for stochastic models (``model.stochastic``); point metrics use
             the sample mean. A deterministic model gets K = 1 and a note.
         threshold: normalised-error threshold of the valid prediction time.
@@ -185,8 +179,10 @@ def evaluate(
     check_inputs(model, data, horizon, context)
     if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
         raise ValueError(f"samples must be an integer >= 1, got {samples!r}")
+    # the inputs a report must never replace: the data file and the model's run folder, where known
+    keep = [path for path in (data.meta.get("source"), getattr(model, "run_dir", None)) if path]
     if out_dir is not None:
-        check_report_dir(out_dir, force)  # fail before the work, not after it
+        check_report_dir(out_dir, force, keep)  # fail before the work, not after it
     notes: list[str] = []
     if samples > 1 and not getattr(model, "stochastic", False):
         notes.append(f"samples={samples} asked for, but {model_name(model)} is deterministic: its K "
@@ -225,7 +221,7 @@ def evaluate(
     report = Report(metrics=metrics, truth=truth, predictions=_predictions(pred, truth, metrics),
                     energy=energy, attractor=attractor)
     if out_dir is not None:
-        write_report(report, out_dir, force, plots)
+        write_report(report, out_dir, force, plots, keep)
     return report
 
 

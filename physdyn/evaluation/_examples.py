@@ -9,13 +9,17 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import h5py
+
 from ._evaluate import evaluate, reference_system
+from ._report import foreign_in_report
 from ._results import Report
 
 #: Where the bundled data sets live in a source checkout (or an editable install).
@@ -99,13 +103,118 @@ def names() -> list[str]:
     return list(EXAMPLES)
 
 
-def check_output(out: Path, force: bool) -> None:
-    """FileExistsError if ``out`` holds an earlier example's outputs (or is a file) and not ``force``."""
+def check_output(out: Path, force: bool, data: str | Path | None = None) -> None:
+    """FileExistsError (one line) unless the example may write its outputs into ``out``.
+
+    Earlier outputs are replaced only with ``force``, and only where physdyn wrote them: ``run`` must be a
+    run folder, ``report`` a report and ``data.h5`` the data an example simulated. ``data``, the file to
+    train on, must not be one of them.
+    """
     if out.exists() and not out.is_dir():
         raise FileExistsError(f"{out}: exists and is not a folder")
-    found = [name for name in OUTPUTS if (out / name).exists()]
+    found = [name for name in OUTPUTS if (out / name).exists() or (out / name).is_symlink()]
     if found and not force:
         raise FileExistsError(f"{out}: already holds {', '.join(found)} (--force / force=True replaces them)")
+    for name in found:
+        if _within(Path.cwd(), out / name):
+            raise FileExistsError(f"{out / name}: is the current folder or contains it; run from elsewhere")
+        foreign = _FOREIGN[name](out / name)
+        if foreign is not None:
+            raise FileExistsError(f"{out / name}: not what physdyn example wrote ({foreign}); "
+                                  "--force replaces only an example's own outputs: choose another OUT")
+    if data is not None and any(_within(Path(data), out / name) for name in found):
+        raise FileExistsError(f"--data {data}: is one of the outputs in {out} that --force replaces")
+
+
+def _foreign_in_run(run: Path) -> str | None:
+    """What in ``run`` is not part of a run folder written by ``fit`` (and evaluated), or None."""
+    if run.is_symlink() or not run.is_dir() or not (run / "config.yaml").is_file():
+        return "no config.yaml of a run"
+    for entry in sorted(run.iterdir()):
+        if entry.name == "report" and not entry.is_symlink() and entry.is_dir():  # evaluate's default
+            inner = foreign_in_report(entry)
+            if inner is not None:
+                return f"report/{inner}"
+            continue
+        if entry.is_symlink() or entry.name not in _RUN_LAYOUT:
+            return entry.name
+        inside = _RUN_LAYOUT[entry.name]
+        if not (entry.is_file() if inside is None else entry.is_dir()):
+            return entry.name
+        for item in sorted(entry.iterdir()) if inside is not None else ():
+            if item.name not in inside or item.is_symlink() or not item.is_file():
+                return f"{entry.name}/{item.name}"
+    return None
+
+
+def _foreign_in_data(path: Path) -> str | None:
+    """None if ``path`` is a trajectory file that an example simulated (see :func:`run_example`)."""
+    if path.is_symlink():
+        return "a link"
+    try:
+        with h5py.File(path, "r") as f:
+            meta = json.loads(f.attrs.get("meta", "{}"))
+    except (OSError, TypeError, ValueError):
+        return "not a physdyn file"
+    if not isinstance(meta, dict) or meta.get("example") not in EXAMPLES:
+        return "not data simulated by an example"
+    return None
+
+
+def _foreign_in_report_folder(path: Path) -> str | None:
+    if path.is_symlink() or not path.is_dir():
+        return "not a folder"
+    return foreign_in_report(path)
+
+
+def _within(path: Path, folder: Path) -> bool:
+    path, folder = path.resolve(), folder.resolve()
+    return path == folder or folder in path.parents
+
+
+#: What a run folder holds (docs/training.md): files (None) and folders with the files they may hold.
+_RUN_LAYOUT: dict[str, tuple[str, ...] | None] = {
+    "config.yaml": None, "normalization.json": None, "split.json": None,
+    "checkpoints": ("best.ckpt", "last.ckpt"), "logs": ("metrics.csv", "hparams.yaml"),
+}
+_FOREIGN: dict[str, Callable[[Path], str | None]] = {
+    "data.h5": _foreign_in_data, "run": _foreign_in_run, "report": _foreign_in_report_folder,
+}
+
+
+@contextmanager
+def _replacing(out: Path) -> Iterator[None]:
+    """Outputs of the block replace those in ``out``, or, if it fails, the earlier ones stay as they were.
+
+    The earlier outputs are moved aside to hidden names first; on failure what the block wrote is removed
+    and they are moved back, on success they are deleted.
+    """
+    made = not out.exists()
+    out.mkdir(parents=True, exist_ok=True)
+    aside = {}
+    for name in OUTPUTS:
+        if (out / name).exists() or (out / name).is_symlink():
+            aside[name] = out / f".{name}.{uuid.uuid4().hex[:12]}.old"
+            (out / name).rename(aside[name])
+    try:
+        yield
+    except BaseException:
+        for name in OUTPUTS:
+            _remove(out / name)
+            if name in aside:
+                aside[name].rename(out / name)
+        if made and not any(out.iterdir()):
+            out.rmdir()
+        raise
+    for old in aside.values():
+        _remove(old)
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    elif path.exists() or path.is_symlink():
+        path.unlink()
 
 
 def run_example(
@@ -122,38 +231,39 @@ def run_example(
     Args:
         name: one of :func:`names`.
         out: output folder (default ``runs/<name>``): ``run/`` (the RUN_DIR), ``report/`` and, when the data
-            is simulated, ``data.h5``. Existing outputs are replaced only with ``force``; other files in the
-            folder are left alone.
+            is simulated, ``data.h5``. Existing outputs are replaced only with ``force`` and only if physdyn
+            wrote them (see :func:`check_output`); other files in the folder are left alone. A run that
+            fails leaves the earlier outputs as they were.
         data: the trajectory file to train and test on (default: the bundled ``datasets/<file>``, or, where
             that is absent, data simulated from the reference system).
         max_epochs: override the example's training budget.
         log: where progress lines go.
 
     Raises:
-        ValueError: unknown example; FileExistsError: outputs exist and not ``force``.
+        ValueError: unknown example; FileExistsError: outputs exist and may not be replaced.
     """
-    from .. import systems
-    from ..data import load, save
-    from ..training import fit, load_run
-
     if name not in EXAMPLES:
         raise ValueError(f"unknown example {name!r} (available: {', '.join(EXAMPLES)})")
     example = EXAMPLES[name]
     out = Path(f"runs/{name}" if out is None else out)
-    check_output(out, force)
-    for item in OUTPUTS:
-        path = out / item
-        if path.is_dir():
-            shutil.rmtree(path)
-        elif path.exists():
-            path.unlink()
-    out.mkdir(parents=True, exist_ok=True)
+    check_output(out, force, data)
+    with _replacing(out):
+        return _run(name, example, out, data, max_epochs, log)
+
+
+def _run(name: str, example: Example, out: Path, data: str | Path | None, max_epochs: int | None,
+         log: Callable[[str], None]) -> Report:
+    from .. import systems
+    from ..data import load, save
+    from ..training import fit, load_run
 
     if data is None and (DATASETS / example.dataset).is_file():
         data = DATASETS / example.dataset
     if data is None:
         log(f"simulating {example.system} ({example.dataset} is not bundled here) ...")
-        data = save(systems.get(example.system).simulate(**example.simulate), out / "data.h5")
+        traj = systems.get(example.system).simulate(**example.simulate)
+        traj.meta["example"] = name  # how a later --force knows this file as its own
+        data = save(traj, out / "data.h5")
     data = Path(data)
     log(f"data: {data}")
 
@@ -173,4 +283,4 @@ def run_example(
     horizon = min(example.horizon, trajectories.n_times - 1)
     log(f"evaluating on {len(test)} test trajectories over {horizon} steps ...")
     return evaluate(model, trajectories, horizon, system=reference_system(trajectories),
-                    out_dir=out / "report", force=force, **example.evaluate)
+                    out_dir=out / "report", **example.evaluate)

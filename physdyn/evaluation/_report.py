@@ -6,6 +6,7 @@ import json
 import math
 import shutil
 import uuid
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -13,17 +14,60 @@ if TYPE_CHECKING:
     from ._results import Report
 
 
-def check_report_dir(out_dir: str | Path, force: bool = False) -> Path:
-    """``out_dir`` as a Path if a report may be written there; FileExistsError if it holds something else.
+def check_report_dir(out_dir: str | Path, force: bool = False,
+                     keep: Iterable[str | Path] = ()) -> Path:
+    """``out_dir`` as a Path if a report may be written there; FileExistsError (one line) if not.
 
-    An existing non-empty folder is replaced only with ``force``; a file of that name never is.
+    A report may go into a folder that does not exist or is empty. An existing non-empty folder is replaced
+    only with ``force`` and only if it holds an earlier physdyn report and nothing else (see
+    :func:`foreign_in_report`). Never: a file of that name, the current folder or one that contains it,
+    or a folder that is or contains one of ``keep`` (the inputs: the run folder, the data file).
     """
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise FileExistsError(f"{out}: exists and is not a folder")
-    if out.is_dir() and any(out.iterdir()) and not force:
-        raise FileExistsError(f"{out}: folder exists and is not empty (--force or force=True replaces it)")
+    if not out.exists():
+        return out
+    where = out.resolve()
+    here = Path.cwd().resolve()
+    if where == here or where in here.parents:
+        raise FileExistsError(f"{out}: is the current folder or contains it; "
+                              "a report needs a folder of its own")
+    for path in keep:
+        inside = Path(path).resolve()
+        if where == inside or where in inside.parents:
+            raise FileExistsError(f"{out}: is or holds {path}, an input of this evaluation; "
+                                  "a report needs a folder of its own")
+    if not any(out.iterdir()):
+        return out
+    foreign = foreign_in_report(out)
+    if foreign is not None:
+        raise FileExistsError(f"{out}: folder is not empty and is not a physdyn report ({foreign}); "
+                              "--force replaces only an earlier report: choose another folder")
+    if not force:
+        raise FileExistsError(f"{out}: folder is not empty: it holds an earlier report "
+                              "(--force or force=True replaces it)")
     return out
+
+
+def foreign_in_report(folder: str | Path) -> str | None:
+    """What in ``folder`` is not part of a physdyn report, or None if it holds a report and nothing else.
+
+    A report is recognised by its metrics.json, whose ``files`` lists every file the report wrote; any other
+    entry (a file it does not list, a subfolder, a link) was put there by someone else.
+    """
+    folder = Path(folder)
+    try:
+        files = json.loads((folder / "metrics.json").read_text()).get("files")
+    except (OSError, UnicodeDecodeError, ValueError, AttributeError):
+        files = None
+    entries = sorted(folder.iterdir())
+    if entries and not isinstance(files, list):
+        return f"{entries[0].name}, and no metrics.json listing a report's files"
+    for entry in entries:
+        if entry.name not in files or entry.is_symlink() or not entry.is_file():
+            return entry.name
+    return None
 
 
 def json_safe(value: Any) -> Any:
@@ -37,16 +81,19 @@ def json_safe(value: Any) -> Any:
     return value
 
 
-def write_report(report: Report, out_dir: str | Path, force: bool = False, plots: bool = True) -> Path:
+def write_report(report: Report, out_dir: str | Path, force: bool = False, plots: bool = True,
+                 keep: Iterable[str | Path] = ()) -> Path:
     """Write ``report`` into ``out_dir``: metrics.json, predictions.h5, the plots; returns the folder.
 
     Everything is written into a temporary folder next to ``out_dir`` and renamed into place at the end,
     so an interrupted or failed run leaves either the old folder or the complete new one, never a mixture.
+    ``force`` and ``keep``: as in :func:`check_report_dir`.
     """
     from ..data import save
     from ._plots import write_plots
 
-    out = check_report_dir(out_dir, force)
+    keep = list(keep)
+    out = check_report_dir(out_dir, force, keep)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = _fresh_name(out, "tmp")
     tmp.mkdir()  # not tempfile.mkdtemp: the report folder should follow the umask, not be private
@@ -58,7 +105,7 @@ def write_report(report: Report, out_dir: str | Path, force: bool = False, plots
         metrics["files"] = sorted(p.name for p in tmp.iterdir()) + ["metrics.json"]
         text = json.dumps(json_safe(metrics), indent=2, allow_nan=False)
         (tmp / "metrics.json").write_text(text + "\n")
-        _replace(tmp, out, force)
+        _replace(tmp, out, force, keep)
         report.metrics = metrics
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -67,9 +114,9 @@ def write_report(report: Report, out_dir: str | Path, force: bool = False, plots
     return out
 
 
-def _replace(new: Path, out: Path, force: bool) -> None:
+def _replace(new: Path, out: Path, force: bool, keep: list[str | Path]) -> None:
     """Rename the finished folder ``new`` to ``out``, moving an existing ``out`` aside first."""
-    check_report_dir(out, force)  # again: something may have appeared while the report was computed
+    check_report_dir(out, force, keep)  # again: something may have appeared while the report was computed
     if not out.exists():
         new.rename(out)
         return

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -36,11 +37,13 @@ class LearnedModel(nn.Module):
         capabilities, stochastic, context: the model's (see :class:`physdyn.models.Model`).
         system, system_params, state_names: what the training data says about its source.
         invariants: ("energy",) for models with a learned energy, else ().
+        run_dir: the run folder it was loaded from (:func:`load_run`), or None.
     """
 
     def __init__(self, model: Model, normalizer: Normalizer, config: dict[str, Any] | None = None,
-                 meta: dict[str, Any] | None = None) -> None:
+                 meta: dict[str, Any] | None = None, run_dir: str | os.PathLike | None = None) -> None:
         super().__init__()
+        self.run_dir = None if run_dir is None else Path(run_dir)
         self.model = model
         self.normalizer = normalizer
         self.state_shape = tuple(normalizer.state_shape)
@@ -72,7 +75,12 @@ class LearnedModel(nn.Module):
             raise ValueError(f"states must have shape (B, {', '.join(map(str, self.state_shape))}), "
                              f"got {tuple(x.shape)}")
         like = self._like
-        return self.normalizer.transform(x.to(dtype=like.dtype, device=like.device))
+        return self.normalizer.transform(x.to(dtype=self._wide(x), device=like.device)).to(like.dtype)
+
+    def _wide(self, x: Tensor) -> torch.dtype:
+        """The wider of the states' and the model's floating types: where (de)normalisation happens, so that
+        states of 1e-300 or 1e300 in float64 survive a float32 model (its inputs and outputs are O(1))."""
+        return torch.promote_types(x.dtype, self._like.dtype)
 
     def predict(self, t_context: Tensor, x_context: Tensor, mask_context: Tensor | None, t: Tensor, *,
                 samples: int = 1, generator: torch.Generator | None = None) -> Tensor:
@@ -80,17 +88,17 @@ class LearnedModel(nn.Module):
         from context observations ``x_context`` (N, C, *state_shape) at ``t_context`` with ``mask_context``
         (see :meth:`physdyn.models.Model.predict`)."""
         x_context = torch.as_tensor(x_context)
-        like = self._like
-        z = self.normalizer.transform(x_context.to(dtype=like.dtype, device=like.device))
+        like, wide = self._like, self._wide(x_context)
+        z = self.normalizer.transform(x_context.to(dtype=wide, device=like.device)).to(like.dtype)
         mask = None if mask_context is None else torch.as_tensor(mask_context, device=like.device)
         out = self.model.predict(torch.as_tensor(t_context), z, mask, torch.as_tensor(t), samples=samples,
                                  generator=generator)
-        return self.normalizer.inverse(out).to(dtype=x_context.dtype, device=x_context.device)
+        return self.normalizer.inverse(out.to(wide)).to(dtype=x_context.dtype, device=x_context.device)
 
     def vector_field(self, t: Tensor | float, x: Tensor) -> Tensor:
         """dx/dt for states x (B, *state_shape) in physical units; returns the same shape and dtype."""
         self._require("vector_field")
-        dxdt = self.normalizer.inverse_derivative(self.model.vector_field(t, self._z(x)))
+        dxdt = self.normalizer.inverse_derivative(self.model.vector_field(t, self._z(x)).to(self._wide(x)))
         return dxdt.reshape(x.shape).to(dtype=x.dtype, device=x.device)
 
     def forward(self, t: Tensor | float, x: Tensor) -> Tensor:
@@ -103,7 +111,7 @@ class LearnedModel(nn.Module):
         self._require("vector_field")
         x0 = torch.as_tensor(x0)
         z = self.model.rollout(self._z(x0), torch.as_tensor(t), **options)
-        return self.normalizer.inverse(z).to(dtype=x0.dtype, device=x0.device)
+        return self.normalizer.inverse(z.to(self._wide(x0))).to(dtype=x0.dtype, device=x0.device)
 
     def energy(self, x: Tensor) -> Tensor:
         """The learned energy of states x (B, *state_shape) in physical units; returns (B,).
@@ -157,7 +165,31 @@ def load_run(run_dir: str | os.PathLike, checkpoint: str = "best") -> LearnedMod
     model = models.get(config["model"]["name"], normalizer.state_shape, **hparams)
     if config.get("training", {}).get("precision") == "64-true":
         model = model.double()
-    state = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
-    model.load_state_dict({k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")})
-    return LearnedModel(model, normalizer, config, config.get("source", {})).eval()
+    state = read_checkpoint(path)
+    weights = {k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")}
+    try:
+        model.load_state_dict(weights)
+    except RuntimeError as err:
+        raise ValueError(f"{path}: does not fit the model of {run_dir} ({state_dict_problem(err)})") from None
+    return LearnedModel(model, normalizer, config, config.get("source", {}), run_dir).eval()
 
+
+def read_checkpoint(path: str | os.PathLike) -> dict[str, Tensor]:
+    """The ``state_dict`` of a Lightning checkpoint file; ValueError (one line) if the file is not one."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch's advice about pickle protocols in foreign files
+            checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises OSError, KeyError, UnpicklingError, RuntimeError... for bad files
+        raise ValueError(f"{path}: not a readable checkpoint (truncated, corrupt, or not written by "
+                         f"physdyn fit: {type(err).__name__})") from None
+    state = checkpoint.get("state_dict") if isinstance(checkpoint, dict) else None
+    if not isinstance(state, dict):
+        raise ValueError(f"{path}: not a Lightning checkpoint (it has no state_dict)")
+    return state
+
+
+def state_dict_problem(err: RuntimeError) -> str:
+    """The first problem torch's load_state_dict names, on one line ("size mismatch for ...: ...")."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    return " ".join(lines[1 if len(lines) > 1 else 0].split())[:200]

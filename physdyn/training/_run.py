@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import threading
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,11 +29,15 @@ from .. import models
 from ..data import Normalizer, load
 from ..data._datamodule import TrajectoryDataModule
 from ._config import check_keys, default_config, load_config, merge, save_config
+from ._learned import read_checkpoint, state_dict_problem
 from ._module import DynamicsModule
 from ._objectives import objective_class
+from ._source import source_system
 
 PRECISIONS = {"32-true": torch.float32, "64-true": torch.float64}
 SECTIONS = ("data", "model", "objective", "training")
+#: The largest seed Lightning's seed_everything (numpy's generator) accepts; the smallest is 0.
+MAX_SEED = 2**32 - 1
 
 
 def fit(config: dict[str, Any], run_dir: str | os.PathLike | None = None, *, resume: bool = False) -> Path:
@@ -84,7 +90,17 @@ class FitPlan:
             warnings.filterwarnings("ignore", message=".*smaller than the logging interval.*")
             warnings.filterwarnings("ignore", message="Checkpoint directory .* exists and is not empty")
             warnings.filterwarnings("ignore", message=".*isinstance\\(treespec, LeafSpec\\)` is deprecated")
-            self.trainer.fit(self.module, datamodule=self.datamodule, ckpt_path=ckpt)
+            sigint = signal.getsignal(signal.SIGINT)
+            try:
+                self.trainer.fit(self.module, datamodule=self.datamodule, ckpt_path=ckpt)
+            except SystemExit:
+                # Lightning answers Ctrl-C with exit(1) and ignores Ctrl-C from then on: give the caller
+                # the KeyboardInterrupt it was (the CLI's exit status 130) and Ctrl-C back.
+                if not self.trainer.interrupted:
+                    raise
+                if sigint is not None and threading.current_thread() is threading.main_thread():
+                    signal.signal(signal.SIGINT, sigint)
+                raise KeyboardInterrupt from None
         return run_dir
 
 
@@ -123,12 +139,13 @@ def prepare(config: dict[str, Any], run_dir: str | os.PathLike | None = None, *,
         raise ValueError(f"training.precision must be one of {', '.join(PRECISIONS)}, "
                          f"got {train_cfg['precision']!r}")
     seed = train_cfg["seed"]
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise ValueError(f"training.seed must be an integer, got {seed!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+        raise ValueError(f"training.seed (--seed) must be an integer from 0 to {MAX_SEED}, got {seed!r}")
 
     data_path = Path(data_cfg["path"]).absolute()
     data_cfg["path"] = str(data_path)
     traj = load(data_path, states=data_cfg["states"], times=data_cfg["times"], layout=data_cfg["layout"])
+    source_system(traj)  # a file that names a bundled system must fit it
     L.seed_everything(seed, verbose=False)  # before the model, whose initial weights it fixes
     hparams = known_hparams | {k: v for k, v in cfg["model"].items() if k != "name"}
     model = models.get(name, traj.state_shape, **hparams)
@@ -136,10 +153,9 @@ def prepare(config: dict[str, Any], run_dir: str | os.PathLike | None = None, *,
 
     if data_cfg["normalization"] == "auto":
         data_cfg["normalization"] = model.normalization
-    split = normalizer = None
+    split = normalizer = state = None
     if resume:
-        split = json.loads((run_dir / "split.json").read_text())
-        normalizer = Normalizer.load(run_dir / "normalization.json")
+        split, normalizer, state = _resume_files(run_dir)
     dm = TrajectoryDataModule(
         traj, kind=model.data, window=data_cfg["window"], stride=data_cfg["stride"], split=data_cfg["split"],
         seed=seed, normalization=data_cfg["normalization"], batch_size=data_cfg["batch_size"],
@@ -154,6 +170,8 @@ def prepare(config: dict[str, Any], run_dir: str | os.PathLike | None = None, *,
     module = DynamicsModule(model, objective, optimizer=train_cfg["optimizer"], lr=train_cfg["lr"],
                             weight_decay=train_cfg["weight_decay"], schedule=train_cfg["schedule"],
                             monitor=monitor)
+    if resume:
+        _check_checkpoint_fits(module, state, run_dir)
     _dry_run(module, dm, PRECISIONS[train_cfg["precision"]])
 
     cfg["source"] = {"system": traj.system, "system_params": traj.system_params,
@@ -161,6 +179,40 @@ def prepare(config: dict[str, Any], run_dir: str | os.PathLike | None = None, *,
     cfg["run_dir"] = str(run_dir)
     trainer = _trainer(train_cfg, run_dir, monitor, has_val)
     return FitPlan(cfg, run_dir, resume, rank, dm, module, trainer)
+
+
+def _resume_files(run_dir: Path) -> tuple[dict[str, list[int]], Normalizer, dict[str, torch.Tensor]]:
+    """The split, normalisation and checkpoint weights a resume continues from, each checked.
+
+    Checked before anything is written, so that a resume refused (ValueError, one line naming the file)
+    leaves the run as it was.
+    """
+    split_file = run_dir / "split.json"
+    try:
+        split = json.loads(split_file.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ValueError(f"{split_file}: cannot resume, the run's split is missing or unreadable "
+                         f"({type(err).__name__})") from None
+
+    def indices(name: str) -> bool:
+        value = split.get(name)
+        return isinstance(value, list) and all(type(i) is int and i >= 0 for i in value)
+
+    if not isinstance(split, dict) or not all(indices(name) for name in ("train", "val", "test")):
+        raise ValueError(f"{split_file}: cannot resume, expected lists 'train', 'val' and 'test' of "
+                         "trajectory indices")
+    normalizer = Normalizer.load(run_dir / "normalization.json")
+    state = read_checkpoint(run_dir / "checkpoints" / "last.ckpt")
+    return split, normalizer, state
+
+
+def _check_checkpoint_fits(module: DynamicsModule, state: dict[str, torch.Tensor], run_dir: Path) -> None:
+    """ValueError (one line) unless the checkpoint's weights load into ``module`` exactly."""
+    try:
+        module.load_state_dict(state, strict=True)
+    except RuntimeError as err:
+        raise ValueError(f"{run_dir / 'checkpoints' / 'last.ckpt'}: does not fit the model asked for "
+                         f"({state_dict_problem(err)}); resume with the run's own model settings") from None
 
 
 def _dry_run(module: DynamicsModule, dm: TrajectoryDataModule, dtype: torch.dtype) -> None:
@@ -205,6 +257,9 @@ def _trainer(cfg: dict[str, Any], run_dir: Path, monitor: str, has_val: bool) ->
             # differentiate their energy during validation too, which inference mode forbids.
             use_distributed_sampler=False, inference_mode=False,
         )
+    except ImportError as err:  # an accelerator or strategy whose package is missing (tpu: torch_xla)
+        raise ValueError(f"training.accelerator={cfg['accelerator']}, training.strategy={cfg['strategy']}: "
+                         f"not available here ({' '.join(str(err).split())})") from None
     except Exception as err:  # Lightning's MisconfigurationException and friends: a bad training setting
         if isinstance(err, ValueError | TypeError) or type(err).__name__ == "MisconfigurationException":
             raise ValueError(f"training settings rejected: {' '.join(str(err).split())}") from None
