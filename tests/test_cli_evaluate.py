@@ -160,7 +160,8 @@ def test_a_run_whose_training_file_changed_or_a_bad_checkpoint_is_refused(cli, f
     config["data"]["path"] = str(fewer)
     (run / "config.yaml").write_text(yaml.safe_dump(config))
     one_line_error(*cli("evaluate", run, "--data", fewer, "--horizon", 5, "--out", tmp_path / "r"),
-                   f"{run / 'split.json'}: test trajectory {n} is not in {fewer}", f"holds {n} trajectories")
+                   f"{run / 'split.json'}: its test split does not fit {fewer}",
+                   f"trajectory {n} of the split is not among the {n} trajectories")
     not_a_checkpoint = tmp_path / "notes.ckpt"
     not_a_checkpoint.write_text("my notes")
     one_line_error(*cli("evaluate", run, "--data", files["test"], "--horizon", 5, "--out", tmp_path / "r",

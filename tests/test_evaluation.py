@@ -420,3 +420,31 @@ def test_pendulum_data_brings_its_true_energy():
     assert m["energy_source"] == "true" and max(m["rmse"]) < 1e-9
     assert m["energy_drift"]["worst"] < 1e-6  # a symplectic order-6 integrator keeps H
     assert "lyapunov_max_model" not in m and "attractor" not in m  # not a chaotic system
+
+
+def test_a_crossing_at_the_last_step_is_a_crossing_not_a_lower_bound():
+    # The error of the wrong rotation first exceeds the threshold at step k: a horizon of exactly k steps
+    # still measures the VPT (it is not the whole horizon reached without crossing).
+    data, omega = rotation_data(n=1), 1.1
+    full = evaluate(Rotation(omega), data, 200).metrics
+    k = int(torch.nonzero(data.t == full["vpt"])[0])
+    assert 1 < k < 200 and full["vpt_reached_horizon"] == 0
+    at_k = evaluate(Rotation(omega), data, k).metrics  # σ comes from all of the data, as above
+    assert at_k["vpt"] == full["vpt"] and at_k["vpt_reached_horizon"] == 0
+    short = evaluate(Rotation(omega), data, k - 1).metrics  # one step short: the VPT is a lower bound
+    assert short["vpt_reached_horizon"] == 1 and short["vpt"] == pytest.approx(float(data.t[k - 1]))
+
+
+def test_a_learned_energy_without_a_physical_form_is_a_note_not_a_crash():
+    from physdyn import models
+    from physdyn.data import Normalizer
+    from physdyn.training import LearnedModel
+
+    hnn = models.get("hnn", 4, width=8, depth=1).double()
+    norm = Normalizer("standard", torch.zeros(4, dtype=torch.float64),
+                      torch.tensor([1.0, 2.0, 1.0, 1.0], dtype=torch.float64), (4,))
+    data = Trajectories(t=torch.linspace(0, 1, 6, dtype=torch.float64),
+                        states=torch.randn(2, 6, 4, generator=torch.Generator().manual_seed(0),
+                                           dtype=torch.float64))
+    m = evaluate(LearnedModel(hnn, norm), data, 5).metrics
+    assert "energy_drift" not in m and any("energy metrics not computed" in n for n in m["notes"])

@@ -335,3 +335,22 @@ def test_last_checkpoint_is_the_last_epoch_and_best_the_lowest_loss(tmp_path, li
     best = torch.load(run / "checkpoints" / "best.ckpt", weights_only=True)
     assert min(val)[1] != 5, "this run's best epoch is its last: the check below cannot fail"
     assert last["epoch"] == 5 and best["epoch"] == min(val)[1]
+
+
+def test_late_offset_grids_keep_their_steps_in_a_float32_model():
+    # Times 1e6 + k·1e-3: cast to float32 before the shift to the window's start, the steps would be
+    # rounded to multiples of 0.0625; shifted in float64 first, the rollout is the one on k·1e-3.
+    torch.manual_seed(0)
+    model = models.get("node", 2, width=8, depth=1)
+    x0 = torch.randn(3, 2)
+    steps = torch.arange(50, dtype=torch.float64) * 1e-3
+    late = model.rollout(x0, 1e6 + steps)
+    early = model.rollout(x0, steps)
+    torch.testing.assert_close(late, early, rtol=0, atol=0)
+    learned = LearnedModel(model, Normalizer.identity((2,)))
+    torch.testing.assert_close(learned.rollout(x0, 1e6 + steps), early, rtol=0, atol=0)
+    window = TrajectoryDataModule(Trajectories(t=1e6 + steps, states=torch.randn(1, 50, 2)), window=10,
+                                  split=[1.0, 0.0, 0.0], normalization="none")
+    window.setup()
+    item = window.datasets["train"][3]
+    assert item["t"].dtype == torch.float64 and torch.equal(item["t"], (1e6 + steps)[3:13])

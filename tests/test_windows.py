@@ -228,7 +228,7 @@ def test_datamodule_fits_the_normalizer_on_training_trajectories_only(tmp_path):
     np.testing.assert_allclose(dm.normalizer.mean.numpy(), train.mean(0), rtol=1e-12)
     np.testing.assert_allclose(dm.normalizer.std.numpy(), train.std(0), rtol=1e-12)
     assert not np.allclose(dm.normalizer.mean.numpy(), everything.mean(0))  # the test can tell them apart
-    assert dm.split == split_by_trajectory(10, (0.8, 0.1, 0.1), seed=5)
+    assert dm.split == {"by": "trajectory", **split_by_trajectory(10, (0.8, 0.1, 0.1), seed=5)}
     assert len(dm.datasets["train"]) == len(dm.split["train"]) * 6
 
     batch = next(iter(dm.train_dataloader()))

@@ -42,6 +42,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--states", metavar="KEY", help="dataset of the states (default: the run's data.states)")
     p.add_argument("--times", metavar="KEY", help="dataset of the times (default: the run's data.times)")
     p.add_argument("--layout", metavar="L", help="axis order NTD, TND or TD (default: the run's data.layout)")
+    p.add_argument("--mask", metavar="KEY",
+                   help="dataset of the mask, True where observed (default: the run's data.mask)")
+    p.add_argument("--missing", choices=("error", "nan"),
+                   help="a NaN in the states is an error or an unobserved entry (default: the run's "
+                   "data.missing)")
     p.add_argument("--context", type=int, default=1, metavar="N",
                    help="samples of each trajectory given to the model; forecasts start at the last of them "
                    "(default 1)")
@@ -69,21 +74,23 @@ def check_run_dir(run_dir: Path, checkpoint: str) -> None:
         raise UsageError(f"--checkpoint {checkpoint}: no such file")
 
 
-def test_indices(run_dir: Path, config: dict, data_path: Path) -> list[int] | None:
-    """The run's test trajectories when ``data_path`` is the file it was trained on, else None."""
+def stored_split(run_dir: Path, config: dict, data_path: Path) -> dict | None:
+    """The run's split (split.json) when ``data_path`` is the file it was trained on, else None."""
     trained_on = config.get("data", {}).get("path")
     split_file = run_dir / "split.json"
     if not trained_on or not split_file.is_file() or Path(trained_on).resolve() != data_path.resolve():
         return None
     try:
-        test = json.loads(split_file.read_text()).get("test")
-    except (json.JSONDecodeError, AttributeError):
-        return None
-    return [int(i) for i in test] if isinstance(test, list) else None
+        split = json.loads(split_file.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise UsageError(f"{split_file}: not valid JSON; pass a separate test file") from None
+    if not isinstance(split, dict):
+        raise UsageError(f"{split_file}: not a split (a JSON object); pass a separate test file")
+    return split
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..data import load
+    from ..data import load, select_split, split_segments
     from ..evaluation import check_report_dir, evaluate, reference_system, summary
     from ..training import load_run
 
@@ -109,21 +116,27 @@ def run(args: argparse.Namespace) -> int:
     data_cfg = model.config.get("data", {})
     data = load(data_path, states=args.states or data_cfg.get("states", "states"),
                 times=args.times or data_cfg.get("times", "t"),
-                layout=args.layout or data_cfg.get("layout", "NTD"))
-    indices = test_indices(run_dir, model.config, data_path)
-    if indices is not None:
-        if not indices:
+                layout=args.layout or data_cfg.get("layout", "NTD"),
+                mask=args.mask or data_cfg.get("mask", "mask"),
+                missing=args.missing or data_cfg.get("missing", "error"))
+    split = stored_split(run_dir, model.config, data_path)
+    if split is not None:
+        try:
+            empty = not split_segments(split, data.n_trajectories, data.n_times)["test"]
+        except (ValueError, KeyError, TypeError):
+            empty = False  # select_split below names the problem
+        if empty:
             raise UsageError(f"{data_path}: this is the run's training file and its test split is empty; "
                              "pass a separate test file")
-        outside = [i for i in indices if not 0 <= i < data.n_trajectories]
-        if outside:
-            raise UsageError(f"{run_dir / 'split.json'}: test trajectory {outside[0]} is not in {data_path}, "
-                             f"which holds {data.n_trajectories} trajectories (changed since training?); "
-                             "pass a separate test file")
-        data = data.select(indices)
-        data.meta["indices"] = indices
-        print(f"{data_path} is the run's training file: evaluating its {len(indices)} test trajectories "
-              "(split.json)", file=sys.stderr)
+        try:
+            data = select_split(data, split, "test")
+        except (ValueError, KeyError, TypeError, IndexError) as err:
+            raise UsageError(f"{run_dir / 'split.json'}: its test split does not fit {data_path} ({err}; "
+                             "changed since training?); pass a separate test file") from None
+        where = (f"samples {data.meta['samples'][0]} to {data.meta['samples'][1] - 1} of its "
+                 f"{len(data.meta['indices'])} trajectories" if "samples" in data.meta
+                 else f"its {len(data.meta['indices'])} test trajectories")
+        print(f"{data_path} is the run's training file: evaluating {where} (split.json)", file=sys.stderr)
     if data.state_shape != model.state_shape:
         raise UsageError(f"{data_path}: states of shape {data.state_shape}, but the model of {run_dir} was "
                          f"trained on states of shape {model.state_shape}")

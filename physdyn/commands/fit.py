@@ -48,6 +48,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--states", metavar="KEY", help="dataset path of the states (default: states)")
     p.add_argument("--times", metavar="KEY", help="dataset path of the times (default: t)")
     p.add_argument("--layout", metavar="L", help="axis order of the states: NTD (default), TND or TD")
+    p.add_argument("--mask", metavar="KEY",
+                   help="dataset of the mask, True where observed, in the states' layout (default: mask, "
+                   "when the file has one)")
+    p.add_argument("--missing", choices=("error", "nan"),
+                   help="a NaN in the states is an error (default) or an unobserved entry (nan)")
     p.add_argument("--devices", metavar="D", help="number of processes/devices (default 1), or auto")
     p.add_argument("--strategy", metavar="S", help="Lightning strategy, e.g. ddp (default: auto)")
     p.add_argument("--seed", type=int, metavar="S",
@@ -73,7 +78,8 @@ def build_config(args: argparse.Namespace) -> dict[str, Any]:
     if devices is not None and devices.isdigit():
         devices = int(devices)
     options = {
-        "data": {"path": args.data, "states": args.states, "times": args.times, "layout": args.layout},
+        "data": {"path": args.data, "states": args.states, "times": args.times, "layout": args.layout,
+                 "mask": args.mask, "missing": args.missing},
         "model": {"name": args.model},
         "training": {"max_epochs": args.max_epochs, "devices": devices, "strategy": args.strategy,
                      "seed": args.seed},
@@ -100,6 +106,9 @@ def run(args: argparse.Namespace) -> int:
         plan = prepare(build_config(args), args.out, resume=args.resume)
     except ValueError as err:  # physdyn.data.DataFormatError included
         raise UsageError(str(err)) from None
+    if plan.rank == 0:
+        for line in plan.notes:
+            print(line, file=sys.stderr)
     try:
         run_dir = plan.run()
     except KeyboardInterrupt:

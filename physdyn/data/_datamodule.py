@@ -1,9 +1,11 @@
-"""A LightningDataModule: load, split by trajectory, normalise with training statistics, cut into windows."""
+"""A LightningDataModule: load, split (by trajectory or by time), normalise with training statistics, cut
+into windows or sequences."""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from dataclasses import replace
 
 import lightning as L
 import torch
@@ -11,8 +13,9 @@ from torch.utils.data import DataLoader, DistributedSampler
 
 from ._hdf5 import load
 from ._normalization import Normalizer
+from ._splits import SPLITS, make_split, segment_mask, split_segments
 from ._trajectories import Trajectories
-from ._windows import SPLITS, SequenceDataset, WindowDataset, split_by_trajectory
+from ._windows import SequenceDataset, WindowDataset
 
 
 class TrajectoryDataModule(L.LightningDataModule):
@@ -24,13 +27,17 @@ class TrajectoryDataModule(L.LightningDataModule):
         kind: ``"windows"`` (:class:`WindowDataset`, with ``window`` and ``stride``) or ``"sequences"``
             (:class:`SequenceDataset`: whole trajectories), as the model's ``data`` attribute asks.
         window, stride: see :class:`WindowDataset`.
-        split: (train, val, test) fractions of the trajectories, see :func:`split_by_trajectory`.
+        split: (train, val, test) fractions, of the trajectories or of the time samples (``split_by``).
+        split_by: "trajectory", "time" or "auto" (see :func:`physdyn.data.make_split`).
+        max_gap: windows never span a step longer than this (time units); "auto": 5 × the median step;
+            None: no limit.
         seed: seeds the split and the shuffling of training windows (a function of seed and epoch only, so a
             resumed run sees the same order as an uninterrupted one).
         normalization: a kind of :class:`Normalizer`, fitted on the training trajectories only.
         batch_size, num_workers: passed to the DataLoaders.
         dtype: floating type of the windows (times included).
-        split_indices, normalizer: fixed ones (e.g. restored from a run) instead of computing them.
+        split_indices, normalizer: a fixed split (a dict as split.json holds it) and normaliser (e.g.
+            restored from a run) instead of computing them.
 
     After :meth:`setup`: ``traj`` (as loaded, physical units), ``split``, ``normalizer``, ``datasets``
     (split name -> dataset over normalised data), ``state_shape``, ``has_derivatives``.
@@ -47,6 +54,8 @@ class TrajectoryDataModule(L.LightningDataModule):
         window: int = 10,
         stride: int = 1,
         split: Sequence[float] = (0.8, 0.1, 0.1),
+        split_by: str = "auto",
+        max_gap: float | str | None = "auto",
         seed: int = 0,
         normalization: str = "standard",
         batch_size: int = 64,
@@ -63,6 +72,7 @@ class TrajectoryDataModule(L.LightningDataModule):
             raise ValueError(f"kind must be windows or sequences, got {kind!r}")
         self.data, self.states_key, self.times_key, self.layout, self.kind = data, states, times, layout, kind
         self.window, self.stride, self.split_fractions, self.seed = window, stride, split, seed
+        self.split_by, self.max_gap = split_by, max_gap
         self.normalization, self.batch_size, self.num_workers, self.dtype = (
             normalization, batch_size, num_workers, dtype)
         self.split, self.normalizer = split_indices, normalizer
@@ -75,24 +85,51 @@ class TrajectoryDataModule(L.LightningDataModule):
         traj = self.data if isinstance(self.data, Trajectories) else load(
             self.data, states=self.states_key, times=self.times_key, layout=self.layout)
         if self.split is None:
-            self.split = split_by_trajectory(traj.n_trajectories, self.split_fractions, self.seed)
-        if sorted(i for name in SPLITS for i in self.split.get(name, [])) != list(range(traj.n_trajectories)):
-            raise ValueError(f"the split does not partition the {traj.n_trajectories} trajectories")
+            self.split = make_split(traj, self.split_fractions, self.split_by, self.seed)
+        n, n_t = traj.n_trajectories, traj.n_times
+        segments = split_segments(self.split, n, n_t)
         if self.normalizer is None:
-            self.normalizer = Normalizer.fit(traj.select(self.split["train"]), self.normalization)
+            in_train = segment_mask(segments["train"], n, n_t).reshape(n, n_t, *[1] * len(traj.state_shape))
+            observed = in_train if traj.mask is None else traj.mask & in_train
+            self.normalizer = Normalizer.fit(replace(traj, mask=observed.expand_as(traj.states)),
+                                             self.normalization)
         elif self.normalizer.state_shape != traj.state_shape:
             raise ValueError(f"normalizer state shape {self.normalizer.state_shape} does not match the data "
                              f"{traj.state_shape}")
         normalised = self.normalizer.apply(traj)
         self.traj = traj
-        self.datasets = {name: self._dataset(normalised.select(self.split[name])) for name in SPLITS}
+        self.max_gap_used = self._max_gap(traj)
+        self.datasets = {name: self._dataset(normalised, segments[name]) for name in SPLITS}
         if len(self.datasets["train"]) == 0:
-            raise ValueError("the training split has no window whose first state is fully observed")
+            skipped = ", ".join(f"{k} {v}" for k, v in self.datasets["train"].skipped.items() if v)
+            raise ValueError(f"the training split has no window (left out: {skipped or 'none formed'})")
 
-    def _dataset(self, traj: Trajectories) -> WindowDataset | SequenceDataset:
+    def _max_gap(self, traj: Trajectories) -> float | None:
+        number = isinstance(self.max_gap, int | float) and not isinstance(self.max_gap, bool)
+        if self.max_gap is None or (number and self.max_gap > 0):
+            return self.max_gap
+        if self.max_gap != "auto":
+            raise ValueError(f"data.max_gap must be auto, null or a time > 0, got {self.max_gap!r}")
+        steps = traj.times().diff(dim=1)
+        return 5 * float(steps.median()) if steps.numel() else None
+
+    def _dataset(self, traj: Trajectories, segments) -> WindowDataset | SequenceDataset:
         if self.kind == "sequences":
-            return SequenceDataset(traj, dtype=self.dtype)
-        return WindowDataset(traj, self.window, self.stride, dtype=self.dtype)
+            return SequenceDataset(traj, dtype=self.dtype, segments=segments)
+        return WindowDataset(traj, self.window, self.stride, dtype=self.dtype, segments=segments,
+                             max_gap=self.max_gap_used)
+
+    def describe(self) -> list[str]:
+        """One line per split: what was formed and what was left out, and why (for fit's first lines)."""
+        what = "sequences" if self.kind == "sequences" else f"windows of {self.window} samples"
+        lines = []
+        for name in SPLITS:
+            dataset = self.datasets[name]
+            left = ", ".join(f"{v} {reason}" for reason, v in dataset.skipped.items() if v)
+            lines.append(f"{name}: {len(dataset)} {what}" + (f" (left out: {left})" if left else ""))
+        if self.max_gap_used is not None and self.kind == "windows":
+            lines[-1] += f"; no window spans a step longer than {self.max_gap_used:g} (data.max_gap)"
+        return lines
 
     @property
     def state_shape(self) -> tuple[int, ...]:

@@ -20,6 +20,8 @@ import torch
 from ._trajectories import Trajectories
 
 FORMAT_VERSION = 1
+#: What a NaN in the states may mean on load: an error, or an unobserved entry.
+MISSING = ("error", "nan")
 LAYOUTS = ("NTD", "TND", "TD")
 
 
@@ -77,6 +79,7 @@ def load(
     layout: str = "NTD",
     mask: str | None = "mask",
     derivatives: str | None = "derivatives",
+    missing: str = "error",
 ) -> Trajectories:
     """Read and validate trajectories from an HDF5 file.
 
@@ -87,6 +90,8 @@ def load(
         layout: axis order of ``states``: ``"NTD"`` (trajectory, time, state...), ``"TND"`` (time-major)
             or ``"TD"`` (a single trajectory). D stands for all trailing state axes.
         mask, derivatives: dataset paths read when present (same layout as ``states``); None skips them.
+        missing: what a NaN in the states means: ``"error"`` (a DataFormatError, unless a mask marks the
+            entry unobserved) or ``"nan"`` (the entry is unobserved: the mask, or a new one, says so).
 
     Returns:
         Trajectories with float64 times and states in their stored floating type.
@@ -97,6 +102,8 @@ def load(
     path = Path(path)
     if layout not in LAYOUTS:
         raise DataFormatError(f"{path}: layout {layout!r} is not one of {', '.join(LAYOUTS)}")
+    if missing not in MISSING:
+        raise DataFormatError(f"{path}: missing={missing!r} is not one of {', '.join(MISSING)}")
     if not path.is_file():
         raise DataFormatError(f"{path}: no such file")
     if not h5py.is_hdf5(path):
@@ -104,7 +111,7 @@ def load(
     try:
         with h5py.File(path, "r") as f:
             _check_version(f.attrs, path)
-            return _read(f, path, states, times, layout, mask, derivatives)
+            return _read(f, path, states, times, layout, mask, derivatives, missing)
     except DataFormatError:
         raise
     except (OSError, KeyError, RuntimeError) as err:
@@ -129,7 +136,7 @@ def _describe(value: Any) -> str:
     return f"{value!r} ({type(value).__name__})"
 
 
-def _read(f, path, states_key, times_key, layout, mask_key, deriv_key) -> Trajectories:
+def _read(f, path, states_key, times_key, layout, mask_key, deriv_key, missing) -> Trajectories:
     def dataset(key: str) -> np.ndarray:
         if key not in f:
             found = ", ".join(_datasets(f)) or "none"
@@ -171,6 +178,11 @@ def _read(f, path, states_key, times_key, layout, mask_key, deriv_key) -> Trajec
     for key, value in ((mask_key, m), (deriv_key, dx)):
         if value is not None and value.shape != x.shape:
             raise DataFormatError(f"{path}: key '{key}' has shape {value.shape}, states have {x.shape}")
+    if missing == "nan" and np.issubdtype(x.dtype, np.floating):
+        observed = ~np.isnan(x)
+        m = observed if m is None else (m.astype(bool) & observed)
+        if not m.any():
+            raise DataFormatError(f"{path}: key '{states_key}' holds only NaN: nothing is observed")
     params = {}
     if "params" in f and isinstance(f["params"], h5py.Group):
         for name in f["params"]:
@@ -259,7 +271,8 @@ def _validate(path: Path, t: np.ndarray, x: np.ndarray, m: np.ndarray | None, dx
             continue
         bad = ~np.isfinite(value) if observed is None else ~np.isfinite(value) & observed
         if bad.any():
-            hint = "" if m is not None else " (add a boolean mask to mark unobserved entries)"
+            hint = "" if m is not None else (" (add a boolean mask to mark unobserved entries, or read NaN "
+                                             "as unobserved: missing='nan', --missing nan)")
             raise DataFormatError(f"{path}: key '{key}' has NaN or Inf at index "
                                   f"{stored(np.argwhere(bad)[0])}{hint}")
     for name, value in params.items():

@@ -92,7 +92,20 @@ class Trajectories:
             mask=pick(self.mask),
             derivatives=pick(self.derivatives),
             params={k: v[index] for k, v in self.params.items()},
+            meta=dict(self.meta),
         )
+
+    def window(self, start: int, stop: int) -> Trajectories:
+        """Samples ``start`` to ``stop`` (exclusive) of every trajectory, with all that belongs to them."""
+        if not 0 <= start < stop <= self.n_times:
+            raise ValueError(f"window [{start}, {stop}) is not inside the {self.n_times} samples")
+        cut = slice(start, stop)
+
+        def part(x: Tensor | None) -> Tensor | None:
+            return None if x is None else x[:, cut]
+
+        return replace(self, t=self.t[..., cut], states=self.states[:, cut], mask=part(self.mask),
+                       derivatives=part(self.derivatives), meta=dict(self.meta))
 
     def __getitem__(self, index: Sequence[int] | Tensor | slice | int) -> Trajectories:
         """The trajectories at ``index``; an integer keeps the trajectory axis (one trajectory, N = 1)."""

@@ -1,66 +1,13 @@
-"""Training samples: trajectories split by trajectory, then cut into short windows of consecutive samples."""
+"""Training samples: windows of consecutive samples, or whole sequences, inside the segments of a split."""
 
 from __future__ import annotations
-
-import math
-from collections.abc import Sequence
 
 import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from ._splits import Segment
 from ._trajectories import Trajectories
-
-SPLITS = ("train", "val", "test")
-
-
-def split_by_trajectory(
-    n: int, fractions: Sequence[float] = (0.8, 0.1, 0.1), seed: int = 0
-) -> dict[str, list[int]]:
-    """Assign whole trajectories (never pieces of one) to the train, val and test splits.
-
-    Args:
-        n: number of trajectories.
-        fractions: (train, val, test) shares, each >= 0, summing to 1. A split with a positive share gets at
-            least one trajectory; a share of 0 leaves that split empty.
-        seed: the same seed gives the same split.
-
-    Returns:
-        ``{"train": [...], "val": [...], "test": [...]}``: sorted disjoint indices covering 0..n-1.
-
-    Raises:
-        ValueError: bad fractions, or fewer trajectories than splits with a positive share.
-    """
-    try:
-        fractions = tuple(float(f) for f in fractions)
-    except (TypeError, ValueError):
-        raise ValueError(f"split fractions must be three numbers (train, val, test): {fractions!r}") from None
-    if len(fractions) != 3 or any(not math.isfinite(f) or f < 0 for f in fractions):
-        raise ValueError(f"split fractions must be three numbers >= 0 (train, val, test): {list(fractions)}")
-    if abs(sum(fractions) - 1.0) > 1e-6:
-        raise ValueError(f"split fractions must sum to 1, got {list(fractions)} (sum {sum(fractions):g})")
-    if fractions[0] == 0:
-        raise ValueError("the train fraction of the split must be > 0")
-    wanted = sum(f > 0 for f in fractions)
-    if n < wanted:
-        raise ValueError(
-            f"cannot split {n} trajectories by trajectory into {wanted} non-empty splits {list(fractions)}: "
-            f"need at least {wanted} trajectories (or set the val/test fractions to 0)"
-        )
-    sizes = [0, 0, 0]
-    for k in (1, 2):  # val and test first, so that rounding never empties them; train takes the rest
-        if fractions[k] > 0:
-            sizes[k] = max(1, round(fractions[k] * n))
-    while n - sizes[1] - sizes[2] < 1:  # small n: shrink the larger held-out split, keeping each >= 1
-        k = 1 if sizes[1] >= sizes[2] else 2
-        sizes[k] -= 1
-    sizes[0] = n - sizes[1] - sizes[2]
-    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist()
-    out, start = {}, 0
-    for name, size in zip(SPLITS, sizes, strict=True):
-        out[name] = sorted(order[start : start + size])
-        start += size
-    return out
 
 
 class WindowDataset(Dataset):
@@ -75,28 +22,45 @@ class WindowDataset(Dataset):
     - ``"dxdt"``: (W, *S) derivatives, only when the data has them;
     - ``"index"``: () the window's number k in this dataset (a fitted initial state is looked up by it).
 
-    A window whose first state is not fully observed is skipped, since a rollout must start from a known
-    state (``skipped`` counts them). The tensors are views into the (already normalised) trajectories, cast
-    to ``dtype`` (times excepted).
+    Windows lie inside ``segments`` (trajectory, start, stop) -- the parts of a split, by default whole
+    trajectories -- so none crosses from one part into another. A window whose first state is not fully
+    observed is left out, since a rollout must start from a known state, and so is one that crosses a step
+    longer than ``max_gap`` (a recording that paused: no window interpolates across it); ``skipped`` counts
+    both. The tensors are views into the (already normalised) trajectories, cast to ``dtype`` (times
+    excepted).
     """
 
-    def __init__(self, traj: Trajectories, window: int, stride: int = 1, dtype: torch.dtype = torch.float32):
+    def __init__(self, traj: Trajectories, window: int, stride: int = 1, dtype: torch.dtype = torch.float32,
+                 segments: list[Segment] | None = None, max_gap: float | None = None) -> None:
         for name, value in (("window", window), ("stride", stride)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-        if window > traj.n_times:
-            raise ValueError(f"window={window} is longer than the trajectories ({traj.n_times} times)")
-        n_t = traj.n_times
+        n, n_t = traj.n_trajectories, traj.n_times
+        segments = [(i, 0, n_t) for i in range(n)] if segments is None else segments
+        longest = max((b - a for _, a, b in segments), default=0)
+        if segments and window > longest:
+            raise ValueError(f"window={window} is longer than the trajectories ({longest} times"
+                             f"{' in the longest part of the split' if longest < n_t else ''})")
         self.window, self.stride = window, stride
         self.state_shape = traj.state_shape
         self.t = traj.times().to(torch.float64)
         self.x = traj.states.to(dtype)
         self.mask = (torch.ones_like(self.x, dtype=torch.bool) if traj.mask is None else traj.mask.bool())
         self.dxdt = None if traj.derivatives is None else traj.derivatives.to(dtype)
-        starts = torch.arange(0, n_t - window + 1, stride)
-        first_observed = self.mask[:, starts].flatten(2).all(-1)  # (N, starts)
-        self.index = [(i, int(starts[j])) for i, j in first_observed.nonzero().tolist()]
-        self.skipped = first_observed.numel() - len(self.index)
+        observed = self.mask.flatten(2).all(-1)  # (N, T): the whole state observed
+        gap = torch.zeros(n, n_t, dtype=torch.bool)  # gap[i, k]: a step longer than max_gap ends at sample k
+        if max_gap is not None and n_t > 1:
+            gap[:, 1:] = self.t.diff(dim=1) > max_gap
+        crossed = gap.cumsum(1)  # steps over a gap up to each sample
+        self.index: list[tuple[int, int]] = []
+        self.skipped = {"unobserved start": 0, "gap": 0}
+        for i, a, b in segments:
+            starts = torch.arange(a, b - window + 1, stride)
+            over_gap = crossed[i, starts + window - 1] > crossed[i, starts]
+            unobserved = ~observed[i, starts] & ~over_gap
+            self.skipped["gap"] += int(over_gap.sum())
+            self.skipped["unobserved start"] += int(unobserved.sum())
+            self.index += [(i, int(k)) for k in starts[~over_gap & ~unobserved]]
 
     def first_states(self) -> Tensor:
         """The first state of every window, (len(self), *S): where fitted initial states start from."""
@@ -115,26 +79,33 @@ class WindowDataset(Dataset):
 
 
 class SequenceDataset(Dataset):
-    """Whole trajectories as training samples, masked and irregular as they are: nothing is dropped.
+    """Whole sequences as training samples, masked and irregular as they are: nothing is dropped.
 
-    Items: ``"t"`` (T,) float64 times, ``"x"`` (T, *S), ``"mask"`` (T, *S) bool, ``"index"`` () the
-    trajectory's number in this dataset, and ``"dxdt"`` where the data has derivatives. For models that
-    read a sequence of observations (latent models), where a missing first state is no obstacle.
+    One item per segment (trajectory, start, stop) -- the parts of a split, by default whole trajectories,
+    all of one length: ``"t"`` (L,) float64 times, ``"x"`` (L, *S), ``"mask"`` (L, *S) bool, ``"index"`` ()
+    the item's number in this dataset, and ``"dxdt"`` where the data has derivatives. For models that read a
+    sequence of observations (latent models), where a missing first state is no obstacle.
     """
 
-    def __init__(self, traj: Trajectories, dtype: torch.dtype = torch.float32) -> None:
+    def __init__(self, traj: Trajectories, dtype: torch.dtype = torch.float32,
+                 segments: list[Segment] | None = None) -> None:
+        n_t = traj.n_times
+        self.segments = [(i, 0, n_t) for i in range(traj.n_trajectories)] if segments is None else segments
+        if len({b - a for _, a, b in self.segments}) > 1:
+            raise ValueError("the sequences of a SequenceDataset must all have one length")
         self.state_shape = traj.state_shape
         self.t = traj.times().to(torch.float64)
         self.x = traj.states.to(dtype)
         self.mask = torch.ones_like(self.x, dtype=torch.bool) if traj.mask is None else traj.mask.bool()
         self.dxdt = None if traj.derivatives is None else traj.derivatives.to(dtype)
-        self.skipped = 0
+        self.skipped: dict[str, int] = {}
 
     def __len__(self) -> int:
-        return len(self.x)
+        return len(self.segments)
 
-    def __getitem__(self, i: int) -> dict[str, Tensor]:
-        item = {"t": self.t[i], "x": self.x[i], "mask": self.mask[i], "index": torch.tensor(i)}
+    def __getitem__(self, k: int) -> dict[str, Tensor]:
+        i, a, b = self.segments[k]
+        item = {"t": self.t[i, a:b], "x": self.x[i, a:b], "mask": self.mask[i, a:b], "index": torch.tensor(k)}
         if self.dxdt is not None:
-            item["dxdt"] = self.dxdt[i]
+            item["dxdt"] = self.dxdt[i, a:b]
         return item

@@ -10,7 +10,6 @@ of the model where it has a vector field).
 from __future__ import annotations
 
 import math
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -188,7 +187,7 @@ def evaluate(
         notes.append(f"samples={samples} asked for, but {model_name(model)} is deterministic: its K "
                      "predictions would be identical, so one per trajectory is reported (no spread)")
         samples = 1
-    truth = _window(data, horizon)
+    truth = data.window(0, horizon + 1)
     c = context
     with torch.no_grad():  # rollouts needing gradients inside (HNN) switch them on themselves
         pred = forecast(model, truth.t, truth.states[:, :c], None if truth.mask is None else
@@ -223,17 +222,6 @@ def evaluate(
     if out_dir is not None:
         write_report(report, out_dir, force, plots, keep)
     return report
-
-
-def _window(data: Trajectories, horizon: int) -> Trajectories:
-    """The first ``horizon + 1`` times of every trajectory."""
-    cut = slice(0, horizon + 1)
-
-    def part(x: Tensor | None) -> Tensor | None:
-        return None if x is None else x[:, cut]
-
-    return replace(data, t=data.t[..., cut], states=data.states[:, cut], mask=part(data.mask),
-                   derivatives=part(data.derivatives))
 
 
 def _elapsed(t: Tensor) -> Tensor:

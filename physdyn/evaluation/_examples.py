@@ -254,7 +254,7 @@ def run_example(
 def _run(name: str, example: Example, out: Path, data: str | Path | None, max_epochs: int | None,
          log: Callable[[str], None]) -> Report:
     from .. import systems
-    from ..data import load, save
+    from ..data import load, save, select_split
     from ..training import fit, load_run
 
     if data is None and (DATASETS / example.dataset).is_file():
@@ -276,11 +276,11 @@ def _run(name: str, example: Example, out: Path, data: str | Path | None, max_ep
         run_dir = fit(config, out / "run")
 
     model = load_run(run_dir)
-    test = json.loads((run_dir / "split.json").read_text())["test"]
     cfg = model.config["data"]
-    trajectories = load(data, states=cfg["states"], times=cfg["times"], layout=cfg["layout"]).select(test)
-    trajectories.meta["indices"] = list(test)
+    trajectories = select_split(load(data, states=cfg["states"], times=cfg["times"], layout=cfg["layout"],
+                                     mask=cfg["mask"], missing=cfg["missing"]),
+                                json.loads((run_dir / "split.json").read_text()), "test")
     horizon = min(example.horizon, trajectories.n_times - 1)
-    log(f"evaluating on {len(test)} test trajectories over {horizon} steps ...")
+    log(f"evaluating on {trajectories.n_trajectories} test trajectories over {horizon} steps ...")
     return evaluate(model, trajectories, horizon, system=reference_system(trajectories),
                     out_dir=out / "report", **example.evaluate)

@@ -23,7 +23,11 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "states": "states",  # dataset path of the states
         "times": "t",  # dataset path of the times
         "layout": "NTD",  # axis order: NTD, TND or TD
-        "split": [0.8, 0.1, 0.1],  # train / val / test fractions of the trajectories
+        "mask": "mask",  # dataset path of the mask (True = observed), read when present
+        "missing": "error",  # a NaN in the states: error | nan (an unobserved entry)
+        "split": [0.8, 0.1, 0.1],  # train / val / test fractions (of the trajectories, or of time)
+        "split_by": "auto",  # trajectory | time | auto (by trajectory where there are enough)
+        "max_gap": "auto",  # no window spans a longer step; auto: 5 x the median step; null: no limit
         "window": 10,  # samples per training window
         "stride": 1,  # samples between window starts
         "normalization": "auto",  # standard | scale | none | auto (the model's own choice)
@@ -92,7 +96,7 @@ def check_keys(config: Mapping[str, Any], model_keys: Iterable[str] | None = Non
     if not isinstance(config, Mapping):
         raise ValueError(f"a config must be a mapping with sections {', '.join(DEFAULTS)}, "
                          f"got {type(config).__name__}")
-    extra = ("run_dir", "source")  # written by fit for information; ignored on input
+    extra = ("run_dir", "source", "recipe")  # written by fit for information; ignored on input
     for section, values in config.items():
         if section in extra:
             continue

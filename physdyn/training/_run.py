@@ -32,6 +32,7 @@ from ._config import check_keys, default_config, load_config, merge, save_config
 from ._learned import read_checkpoint, state_dict_problem
 from ._module import DynamicsModule
 from ._objectives import objective_class
+from ._recipe import choose as choose_recipe
 from ._source import source_system
 
 PRECISIONS = {"32-true": torch.float32, "64-true": torch.float64}
@@ -74,6 +75,7 @@ class FitPlan:
     datamodule: TrajectoryDataModule
     module: DynamicsModule
     trainer: L.Trainer
+    notes: list[str]  # what was chosen and formed, and why: the lines `physdyn fit` prints first
 
     def run(self) -> Path:
         run_dir = self.run_dir
@@ -144,8 +146,12 @@ def prepare(config: dict[str, Any], run_dir: str | os.PathLike | None = None, *,
 
     data_path = Path(data_cfg["path"]).absolute()
     data_cfg["path"] = str(data_path)
-    traj = load(data_path, states=data_cfg["states"], times=data_cfg["times"], layout=data_cfg["layout"])
+    traj = load(data_path, states=data_cfg["states"], times=data_cfg["times"], layout=data_cfg["layout"],
+                mask=data_cfg["mask"], missing=data_cfg["missing"])
     source_system(traj)  # a file that names a bundled system must fit it
+    recipe, reasons = choose_recipe(traj, objective_name, config)
+    for section, values in recipe.items():  # only what the config leaves open
+        cfg[section].update(values)
     L.seed_everything(seed, verbose=False)  # before the model, whose initial weights it fixes
     hparams = known_hparams | {k: v for k, v in cfg["model"].items() if k != "name"}
     model = models.get(name, traj.state_shape, **hparams)
@@ -158,7 +164,8 @@ def prepare(config: dict[str, Any], run_dir: str | os.PathLike | None = None, *,
         split, normalizer, state = _resume_files(run_dir)
     dm = TrajectoryDataModule(
         traj, kind=model.data, window=data_cfg["window"], stride=data_cfg["stride"], split=data_cfg["split"],
-        seed=seed, normalization=data_cfg["normalization"], batch_size=data_cfg["batch_size"],
+        split_by=data_cfg["split_by"], max_gap=data_cfg["max_gap"], seed=seed,
+        normalization=data_cfg["normalization"], batch_size=data_cfg["batch_size"],
         num_workers=data_cfg["num_workers"], dtype=PRECISIONS[train_cfg["precision"]], split_indices=split,
         normalizer=normalizer)
     dm.setup("fit")
@@ -178,7 +185,10 @@ def prepare(config: dict[str, Any], run_dir: str | os.PathLike | None = None, *,
                      "state_names": list(traj.state_names), "state_shape": list(traj.state_shape)}
     cfg["run_dir"] = str(run_dir)
     trainer = _trainer(train_cfg, run_dir, monitor, has_val)
-    return FitPlan(cfg, run_dir, resume, rank, dm, module, trainer)
+    if reasons:
+        cfg["recipe"] = reasons
+    notes = [f"recipe: {reason}" for reason in reasons] + [f"data: {line}" for line in dm.describe()]
+    return FitPlan(cfg, run_dir, resume, rank, dm, module, trainer, notes)
 
 
 def _resume_files(run_dir: Path) -> tuple[dict[str, list[int]], Normalizer, dict[str, torch.Tensor]]:

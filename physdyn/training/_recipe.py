@@ -1,0 +1,117 @@
+"""The training recipe ``fit`` chooses from the data for every setting the config leaves open.
+
+What users meet first is the defaults, so they follow the data instead of one fixed set: where the file has
+dx/dt, derivative matching (each sample a target, in the data's precision); where it has states only,
+rollouts over windows that share their end samples (an epoch visits each sample about once), from fitted
+initial states where the states are noisy; a budget of optimiser steps rather than of epochs, so a long
+recording and a short one both train to the point. Every choice is recorded in the resolved config and
+printed with its reason. A setting given in the config or on the command line is never overridden.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+
+from ..data import Trajectories
+
+#: Optimiser steps of each recipe: enough to fit a field to the sampling floor on the reference systems
+#: (benchmarks/learning.py) while a 100 000-sample file trains in minutes on a laptop's CPU.
+DERIVATIVE_STEPS = 10_000
+ROLLOUT_STEPS = 2_000
+#: Samples per rollout window (consecutive windows share their end samples, so stride = window − 1).
+ROLLOUT_WINDOW = 12
+#: Batches of at most this many windows; smaller data sets train full-batch.
+BATCH = 1024
+#: Estimated measurement noise above this fraction of the states' spread counts as noisy.
+NOISY = 0.01
+
+
+def noise_level(traj: Trajectories) -> float:
+    """The measurement noise of the states relative to their spread, estimated from fourth differences.
+
+    For white noise of standard deviation σ on a smooth signal, the fourth difference
+    x_{k+2} − 4 x_{k+1} + 6 x_k − 4 x_{k−1} + x_{k−2} is dominated by the noise, with variance 70 σ² (the
+    signal adds only h⁴ d⁴x/dt⁴, small wherever the sampling resolves the motion). σ is taken from the
+    median absolute fourth difference (robust to the signal's sharp turns) over every fully observed run of
+    five samples, relative to each component's standard deviation; the median over components.
+    """
+    x = traj.states.flatten(2).double()
+    if x.shape[1] < 5:
+        return 0.0
+    observed = torch.ones_like(x, dtype=torch.bool) if traj.mask is None else traj.mask.flatten(2)
+    d4 = x[:, 4:] - 4 * x[:, 3:-1] + 6 * x[:, 2:-2] - 4 * x[:, 1:-3] + x[:, :-4]
+    runs = observed[:, 4:] & observed[:, 3:-1] & observed[:, 2:-2] & observed[:, 1:-3] & observed[:, :-4]
+    levels = []
+    for i in range(x.shape[-1]):
+        values, spread = d4[..., i][runs[..., i]], x[..., i][observed[..., i]]
+        if values.numel() < 8 or spread.numel() < 2 or float(spread.std()) == 0:
+            continue
+        sigma = 1.4826 * float(values.abs().median()) / math.sqrt(70)
+        levels.append(sigma / float(spread.std()))
+    return float(torch.tensor(levels).median()) if levels else 0.0
+
+
+def _given(config: Mapping[str, Any], section: str, key: str) -> bool:
+    values = config.get(section)
+    return isinstance(values, Mapping) and key in values
+
+
+def choose(traj: Trajectories, objective: str, config: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """Settings for what ``config`` (the user's, before defaults) leaves open, and one line per choice.
+
+    Returns a config fragment (sections data / objective / training) to merge under the user's settings,
+    and the reasons. Only the objective ``trajectory_matching`` has a recipe so far; others keep the
+    defaults.
+    """
+    if objective != "trajectory_matching":
+        return {}, []
+    chosen: dict[str, dict[str, Any]] = {"data": {}, "objective": {}, "training": {}}
+    reasons: list[str] = []
+
+    def put(section: str, key: str, value: Any) -> bool:
+        if _given(config, section, key):
+            return False
+        chosen[section][key] = value
+        return True
+
+    n, n_t = traj.n_trajectories, traj.n_times
+    rollouts_asked = any(_given(config, *key) for key in (("data", "window"), ("objective", "rollout_weight"),
+                                                           ("objective", "initial_state")))
+    if traj.derivatives is not None and not rollouts_asked:
+        if put("data", "window", 1) | put("data", "stride", 1) | put("objective", "rollout_weight", 0.0):
+            reasons.append("the file has dx/dt: derivative matching, every sample a target "
+                           "(data.window=1, objective.rollout_weight=0)")
+        windows, steps = n * n_t, DERIVATIVE_STEPS
+        if traj.states.dtype == torch.float64 and put("training", "precision", "64-true"):
+            reasons.append("the states and their derivatives are float64: trained in float64 "
+                           "(training.precision=64-true), since chaos amplifies every error of the field")
+        put("training", "lr", 3e-3)
+    else:
+        window = min(ROLLOUT_WINDOW, n_t)
+        window = config["data"]["window"] if _given(config, "data", "window") else window
+        if put("data", "window", window) | put("data", "stride", max(window - 1, 1)):
+            reasons.append(f"states only: rollouts over windows of {window} samples sharing their ends, so "
+                           f"an epoch visits each sample about once (data.window={window}, "
+                           f"data.stride={max(window - 1, 1)})")
+        level = noise_level(traj)
+        rollouts = window >= 2 and config.get("objective", {}).get("rollout_weight", 1.0) != 0
+        if level > NOISY and rollouts and put("objective", "initial_state", "fitted"):
+            reasons.append(f"the states look noisy (estimated noise {100 * level:.1f} % of their spread): "
+                           "each window starts from a fitted state, so the noise does not bias the field "
+                           "(objective.initial_state=fitted)")
+        windows, steps = n * max(1, math.ceil((n_t - 1) / max(window - 1, 1))), ROLLOUT_STEPS
+    batch = min(BATCH, windows)
+    put("data", "batch_size", batch)
+    batch = config["data"]["batch_size"] if _given(config, "data", "batch_size") else batch
+    per_epoch = max(1, math.ceil(0.8 * windows / batch))  # about 80 % of the windows are trained on
+    epochs = max(10, min(2000, math.ceil(steps / per_epoch)))
+    if put("training", "max_epochs", epochs):
+        reasons.append(f"{epochs} epochs of about {per_epoch} batches of {batch}: about {epochs * per_epoch} "
+                       "optimiser steps (training.max_epochs)")
+    if put("training", "schedule", "cosine"):
+        reasons.append("the learning rate anneals to 0 over the run (training.schedule=cosine)")
+    return {section: values for section, values in chosen.items() if values}, reasons
