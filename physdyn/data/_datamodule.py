@@ -128,7 +128,7 @@ class TrajectoryDataModule(L.LightningDataModule):
             left = ", ".join(f"{v} {reason}" for reason, v in dataset.skipped.items() if v)
             lines.append(f"{name}: {len(dataset)} {what}" + (f" (left out: {left})" if left else ""))
         if self.max_gap_used is not None and self.kind == "windows":
-            lines[-1] += f"; no window spans a step longer than {self.max_gap_used:g} (data.max_gap)"
+            lines[-1] += f"; no window spans a step longer than {self.max_gap_used:.3g} (data.max_gap)"
         return lines
 
     @property
