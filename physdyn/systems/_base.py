@@ -200,12 +200,18 @@ class System(ABC):
         return torch.vmap(torch.func.jacrev(f))(x)
 
     def integrate(self, x0: Tensor, t: Tensor, progress: bool = False) -> Tensor:
-        """Deterministic solution from ``x0`` (N, *state_shape) at the times ``t`` (T,): (N, T, *S)."""
-        from ..solvers import odeint
+        """Deterministic solution from ``x0`` (N, *state_shape) at the times ``t`` (T,): (N, T, *S).
 
-        solver = self.facts.get("solver", {})
-        return odeint(self.vector_field, x0, t, rtol=solver.get("rtol", 1e-9), atol=solver.get("atol", 1e-9),
-                      method=solver.get("method", "dopri5"), progress=progress)
+        The method and its options are the system's facts (``facts.json``: ``solver``), passed to
+        ``physdyn.solvers.integrate``: a fixed-step RK tableau with ``max_step``, an adaptive torchdiffeq
+        method with ``rtol``/``atol``, ... No autograd graph is built unless ``x0`` requires grad.
+        """
+        from ..solvers import integrate
+
+        solver = {k: v for k, v in self.facts.get("solver", {}).items() if k != "note"}
+        options = {"method": "dopri5", "rtol": 1e-9, "atol": 1e-9} | solver
+        with torch.set_grad_enabled(torch.is_grad_enabled() and x0.requires_grad):
+            return integrate(self.vector_field, x0, t, progress=progress, **options)
 
     def sde(self, noise: float, noise_type: str | None = None):
         """The stochastic form as a torchsde SDE object (attributes f, g, noise_type, sde_type)."""

@@ -50,20 +50,6 @@ class Lorenz(System):
         hi = torch.tensor([15.0, 20.0, 45.0], dtype=self.dtype)
         return lo + (hi - lo) * torch.rand(n, 3, generator=generator, dtype=self.dtype)
 
-    def integrate(self, x0: Tensor, t: Tensor, progress: bool = False) -> Tensor:
-        """Solution from ``x0`` (N, 3) at the times ``t`` (T,) or (N, T); returns (N, T, 3).
-
-        Fixed-step explicit RK (method and largest step from ``facts.json``): no step control to pay for,
-        and the same step for every trajectory, so the whole batch advances in a few tensor operations.
-        Differentiable with respect to ``x0`` when it requires grad.
-        """
-        from ..solvers import rk_integrate
-
-        solver = self.facts["solver"]
-        with torch.set_grad_enabled(torch.is_grad_enabled() and x0.requires_grad):
-            return rk_integrate(self.vector_field, x0, t, method=solver["method"],
-                                max_step=solver["max_step"], progress=progress)
-
     def sde(self, noise: float, noise_type: str | None = None) -> LorenzSDE:
         """The Itô SDE dX = f(X) dt + g(X) dW with diagonal noise, W a 3-D Brownian motion.
 
