@@ -31,8 +31,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "fit",
         help="train a model on trajectories and write a run folder",
         description="Train a learned model (Lightning) on trajectories from an HDF5 file: split by\n"
-        "trajectory, normalise with training statistics, fit windows of consecutive samples,\n"
-        "keep the best and the last checkpoint.",
+        "trajectory (or by time, for one long recording), normalise with training statistics, train\n"
+        "with the recipe the data calls for (printed first, with its reasons), keep the best and the\n"
+        "last checkpoint.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -43,8 +44,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    help="model name: node, hnn, ... (`physdyn models` lists them)")
     p.add_argument("--out", required=True, metavar="RUN_DIR",
                    help="run folder (new or empty, unless --resume)")
-    p.add_argument("--max-epochs", type=int, metavar="E", help="number of training epochs (default 100)")
-    p.add_argument("--config", metavar="FILE.yaml", help="settings file with sections data, model, training")
+    p.add_argument("--max-epochs", type=int, metavar="E",
+                   help="number of training epochs (default: the recipe's, for a budget of optimiser steps)")
+    p.add_argument("--config", metavar="FILE.yaml",
+                   help="settings file with sections data, model, objective, training")
     p.add_argument("--states", metavar="KEY", help="dataset path of the states (default: states)")
     p.add_argument("--times", metavar="KEY", help="dataset path of the times (default: t)")
     p.add_argument("--layout", metavar="L", help="axis order of the states: NTD (default), TND or TD")
