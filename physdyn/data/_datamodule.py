@@ -121,13 +121,14 @@ class TrajectoryDataModule(L.LightningDataModule):
 
     def describe(self) -> list[str]:
         """One line per split: what was formed and what was left out, and why (for fit's first lines)."""
-        what = "sequences" if self.kind == "sequences" else f"windows of {self.window} samples"
+        what = ("sequences" if self.kind == "sequences" else "samples (windows of 1)" if self.window == 1
+                else f"windows of {self.window} samples")
         lines = []
         for name in SPLITS:
             dataset = self.datasets[name]
             left = ", ".join(f"{v} {reason}" for reason, v in dataset.skipped.items() if v)
             lines.append(f"{name}: {len(dataset)} {what}" + (f" (left out: {left})" if left else ""))
-        if self.max_gap_used is not None and self.kind == "windows":
+        if self.max_gap_used is not None and self.kind == "windows" and self.window > 1:
             lines[-1] += f"; no window spans a step longer than {self.max_gap_used:.3g} (data.max_gap)"
         return lines
 
