@@ -203,8 +203,10 @@ class LatentODE(Model):
     - Encoder: an ODE-RNN (``hidden`` units, its ODE a ``width`` × ``depth`` MLP) run from the last context
       time back to the first, t0, reading each observed sample (masked values and the mask itself) with a
       GRU; a linear map of its final state gives the mean and (softplus) standard deviation of the diagonal
-      Gaussian q(z0) in ``latent`` dimensions. Its hidden ODE is stepped with ``encoder_method`` (Euler, as
-      in the paper).
+      Gaussian q(z0) in ``latent`` dimensions. Its hidden ODE takes one ``encoder_method`` step from one
+      observation to the previous (the paper steps Euler over every grid time; stepping only between
+      observations makes the encoder's cost follow the observations, and the midpoint rule keeps those
+      longer steps stable).
     - Decoder: the latent ODE f_θ (an MLP, ``width`` × ``depth``) integrated from t0 to every query time with
       ``method`` and ``substeps`` through ``physdyn.solvers.integrate``; g_θ a linear map to the state.
     - Observation model: Gaussian with standard deviation ``obs_std`` per state coordinate (normalised
@@ -233,7 +235,7 @@ class LatentODE(Model):
         activation: str = "tanh",
         method: str = "rk4",
         substeps: int = 1,
-        encoder_method: str = "euler",
+        encoder_method: str = "midpoint",
         obs_std: float = 0.1,
         learn_obs_std: bool = True,
         sample_noise: bool = False,
@@ -268,11 +270,24 @@ class LatentODE(Model):
         ``t`` (B, L) increasing, ``x`` (B, L, *S), ``mask`` (B, L, *S) bool; unobserved values never matter.
         """
         values, m = _observed(x, mask)
+        # Only samples with something observed change h: each row's are packed to the front, in time order,
+        # so the loop runs over the most observations of any row, not over every time of the grid (at 10 %
+        # observed, a tenth of the steps). Padding repeats the row's last observed time: zero-length
+        # intervals, no update.
+        seen = m.amax(-1) > 0  # (B, L)
+        order = torch.argsort((~seen).to(torch.int8), dim=1, stable=True)[:, : max(1, int(seen.sum(1).max()))]
+        valid = seen.gather(1, order)
+        times = t.gather(1, order)
+        last = times.gather(1, (valid.sum(1, keepdim=True) - 1).clamp(min=0))
+        times = torch.where(valid, times, last)
+        pick = order[..., None].expand(-1, -1, values.shape[-1])
+        values, m = values.gather(1, pick), m.gather(1, pick) * valid[..., None]
         h = values.new_zeros(len(values), self.encoder.hidden)
-        for i in reversed(range(t.shape[1])):
-            if i < t.shape[1] - 1:
-                h = self.encoder.evolve(h, t[:, i] - t[:, i + 1])
+        for i in reversed(range(times.shape[1])):
+            if i < times.shape[1] - 1:
+                h = self.encoder.evolve(h, times[:, i] - times[:, i + 1])
             h = self.encoder.update(h, values[:, i], m[:, i])
+        h = self.encoder.evolve(h, t[:, 0] - times[:, 0])  # from the first observation back to t0
         mean, raw = self.to_q(h).chunk(2, -1)
         return Normal(mean, nn.functional.softplus(raw) + 1e-4)
 
