@@ -213,8 +213,11 @@ class LatentODE(Model):
       units), learned when ``learn_obs_std``.
 
     :meth:`predict` draws K samples z0 ~ q and decodes each; K = 1 decodes the mean of q (the most likely
-    latent path, no sampling). With ``sample_noise`` the samples also carry the observation noise, so they
-    are draws of the observations rather than of the underlying path.
+    latent path, no sampling). With ``sample_noise`` (the default) the samples also carry the observation
+    noise σ, so they are draws of the posterior predictive of the observations; a learned σ absorbs what the
+    model cannot explain, and without it the spread holds only the uncertainty of z0, which is too small:
+    on the pendulum at 30 % observed (benchmarks/latent.py) mean ± 2 std covered 61 % of the extrapolated
+    truth without σ and 88 % with it.
 
     Reference: Y. Rubanova, R. T. Q. Chen, D. Duvenaud, "Latent ODEs for Irregularly-Sampled Time Series",
     NeurIPS 2019.
@@ -238,7 +241,7 @@ class LatentODE(Model):
         encoder_method: str = "midpoint",
         obs_std: float = 0.1,
         learn_obs_std: bool = True,
-        sample_noise: bool = False,
+        sample_noise: bool = True,
     ) -> None:
         super().__init__(state_shape, latent=latent, hidden=hidden, width=width, depth=depth,
                          activation=activation, method=method, substeps=substeps,
