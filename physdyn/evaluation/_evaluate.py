@@ -250,6 +250,21 @@ def _overall(pred: Tensor, true: Tensor, mask: Tensor | None, scale: Tensor) -> 
     return {"rmse": float(M.rmse(p, y, mask=m)[0]), "nrmse": float(M.nrmse(p, y, scale=scale, mask=m)[0])}
 
 
+def _interval_coverage(pred: Tensor, true: Tensor, mask: Tensor | None, c: int, model) -> dict[str, Any]:
+    """How often the truth lies inside mean ± 2 std of the K samples: over the forecast, and over the
+    context where the model predicts it too."""
+    def overall(a: int, b: int) -> float:
+        p, y = pred[:, :, a:b], true[:, a:b]
+        flat = p.transpose(1, 2).reshape(-1, p.shape[1], 1, *p.shape[3:])  # every (trajectory, step) a row
+        m = None if mask is None else mask[:, a:b].reshape(-1, 1, *y.shape[2:])
+        return float(M.interval_coverage(flat, y.reshape(-1, 1, *y.shape[2:]), mask=m)[0])
+
+    out = {"width": 2.0, "forecast": overall(c, true.shape[1]) if c < true.shape[1] else None}
+    if c > 1 and getattr(model, "context", "last_state") == "sequence":
+        out["context"] = overall(0, c)
+    return out
+
+
 def _point_metrics(model, pred: Tensor, truth: Trajectories, data: Trajectories, c: int,
                    threshold: float) -> dict[str, Any]:
     n, k = pred.shape[:2]
@@ -284,6 +299,7 @@ def _point_metrics(model, pred: Tensor, truth: Trajectories, data: Trajectories,
     if k > 1:
         spread = pred.std(1).flatten(2).pow(2).mean((0, 2)).sqrt()
         out["ensemble_spread"] = spread.tolist()
+        out["interval_coverage"] = _interval_coverage(pred, true, mask, c, model)
     unobserved = int(rmse.isnan().sum())
     if unobserved:
         notes.append(f"{unobserved} of {len(rmse)} steps have no observed truth in any trajectory: "

@@ -39,6 +39,9 @@ class Example:
         simulate: keyword arguments of ``System.simulate`` to make the data when the file is absent.
         config: the training config (sections data, model, objective, training; data.path is filled in).
         horizon: rollout steps evaluated (at most the length of the test trajectories).
+        evaluate: keyword arguments of :func:`evaluate` (``context``, ``samples``, ...).
+        observe: keyword arguments of ``physdyn.data.observe`` applied to simulated data: what a partial,
+            irregular, noisy sensor records of it (None: the full states).
     """
 
     description: str
@@ -48,6 +51,7 @@ class Example:
     config: dict[str, Any]
     horizon: int
     evaluate: dict[str, Any] = field(default_factory=dict)
+    observe: dict[str, Any] | None = None
 
 
 EXAMPLES: dict[str, Example] = {
@@ -82,6 +86,23 @@ EXAMPLES: dict[str, Example] = {
         },
         horizon=500,
         evaluate={"attractor_steps": 2500},
+    ),
+    "pendulum-latent": Example(
+        description="latent ODE on the pendulum seen through θ alone at 30 % of the samples: interpolation, "
+                    "extrapolation and its uncertainty",
+        system="pendulum",
+        dataset="pendulum_theta_30.h5",  # not bundled: simulated, then observed
+        simulate={"n_trajectories": 128, "t_end": 5.0, "dt": 0.1, "seed": 0},
+        observe={"components": [0], "keep": 0.3, "noise": 0.01, "seed": 0},
+        config={
+            # fit's recipe for sequences (lr 0.01 annealed, KL annealing) with a smaller step budget: the
+            # first half of each test trajectory is the context, the second half is extrapolated
+            "data": {"batch_size": 128},
+            "model": {"name": "latent_ode"},
+            "training": {"max_epochs": 300, "seed": 0, "progress_bar": False},
+        },
+        horizon=50,
+        evaluate={"context": 26, "samples": 32},
     ),
 }
 
@@ -262,6 +283,10 @@ def _run(name: str, example: Example, out: Path, data: str | Path | None, max_ep
     if data is None:
         log(f"simulating {example.system} ({example.dataset} is not bundled here) ...")
         traj = systems.get(example.system).simulate(**example.simulate)
+        if example.observe is not None:
+            from ..data import observe
+
+            traj = observe(traj, **example.observe)
         traj.meta["example"] = name  # how a later --force knows this file as its own
         data = save(traj, out / "data.h5")
     data = Path(data)

@@ -149,6 +149,19 @@ def summary(metrics: dict[str, Any]) -> str:
             ("trajectories", f"{m.get('n_trajectories')}, horizon {m.get('horizon')} steps = "
                              f"{_fmt(span)} time units"),
             ("rmse / nrmse at the horizon", f"{_fmt(m.get('rmse_final'))} / {_fmt(m.get('nrmse_final'))}")]
+    if m.get("context_error"):
+        rows.append(("context rmse / nrmse", f"{_fmt(m['context_error']['rmse'])} / "
+                                            f"{_fmt(m['context_error']['nrmse'])} (first {m.get('context')} "
+                                            "samples, reconstructed)"))
+    if m.get("forecast") and m.get("context", 1) > 1:
+        ahead = m["forecast"]
+        rows.append(("forecast rmse / nrmse", f"{_fmt(ahead['rmse'])} / {_fmt(ahead['nrmse'])}"))
+    if m.get("interval_coverage"):
+        cover = m["interval_coverage"]
+        text = f"forecast {_fmt(cover.get('forecast'))}"
+        if cover.get("context") is not None:
+            text += f", context {_fmt(cover['context'])}"
+        rows.append(("truth inside mean ± 2 std", text + f" (of {m.get('samples')} samples)"))
     vpt = f"{_fmt(m.get('vpt'))} time units (median)"
     if m.get("vpt_lyapunov") is not None:
         vpt += f" = {_fmt(m['vpt_lyapunov'])} Lyapunov times"

@@ -2,10 +2,12 @@
 
 Rollout metrics (``rmse``, ``nrmse``, ``normalized_error``, ``valid_prediction_time``) take ``mask=`` (True
 where the truth is observed); physics metrics take the energy or weights they judge; statistical metrics
-pool the visited states. Dynamical invariants of a system or a model, ``largest_lyapunov_exponent(obj, x0,
-...)`` and ``lyapunov_spectrum``, take the object itself.
+pool the visited states; ``interval_coverage`` judges the spread of sampled predictions (N, K, T, *S).
+Dynamical invariants of a system or a model, ``largest_lyapunov_exponent(obj, x0, ...)`` and
+``lyapunov_spectrum``, take the object itself.
 """
 
+from ._intervals import interval_coverage
 from ._lyapunov import largest_lyapunov_exponent, lyapunov_spectrum
 from ._physics import energies, energy_drift, energy_error, mass_error, positivity_violation
 from ._rollout import (
@@ -26,6 +28,7 @@ __all__ = [
     "energy_drift",
     "energy_error",
     "horizon_reached",
+    "interval_coverage",
     "largest_lyapunov_exponent",
     "lyapunov_spectrum",
     "lyapunov_times",

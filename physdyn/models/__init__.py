@@ -15,9 +15,11 @@ from typing import Any
 from ..solvers import TORCHDIFFEQ_METHODS
 from ._base import Model, VectorFieldModel, as_state_shape
 from .hnn import HamiltonianNN
+from .latent import GRUDeltaT, LatentODE, ODERNNModel
 from .node import NeuralODE
 
-_REGISTRY: dict[str, type[Model]] = {"node": NeuralODE, "hnn": HamiltonianNN}
+_REGISTRY: dict[str, type[Model]] = {"node": NeuralODE, "hnn": HamiltonianNN, "latent_ode": LatentODE,
+                                     "ode_rnn": ODERNNModel, "gru_dt": GRUDeltaT}
 
 
 def names() -> list[str]:
@@ -53,9 +55,12 @@ def get(name: str, state_shape: int | Sequence[int], **hparams: Any) -> Model:
 
 __all__ = [
     "TORCHDIFFEQ_METHODS",
+    "GRUDeltaT",
     "HamiltonianNN",
+    "LatentODE",
     "Model",
     "NeuralODE",
+    "ODERNNModel",
     "VectorFieldModel",
     "defaults",
     "get",
