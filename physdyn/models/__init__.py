@@ -15,9 +15,10 @@ from typing import Any
 from ..solvers import TORCHDIFFEQ_METHODS
 from ._base import Model, VectorFieldModel, as_state_shape
 from .hnn import HamiltonianNN
+from .kinetics import Kinetics
 from .node import NeuralODE
 
-_REGISTRY: dict[str, type[Model]] = {"node": NeuralODE, "hnn": HamiltonianNN}
+_REGISTRY: dict[str, type[Model]] = {"node": NeuralODE, "hnn": HamiltonianNN, "kinetics": Kinetics}
 
 
 def names() -> list[str]:
@@ -54,6 +55,7 @@ def get(name: str, state_shape: int | Sequence[int], **hparams: Any) -> Model:
 __all__ = [
     "TORCHDIFFEQ_METHODS",
     "HamiltonianNN",
+    "Kinetics",
     "Model",
     "NeuralODE",
     "VectorFieldModel",

@@ -63,10 +63,12 @@ def _given(config: Mapping[str, Any], section: str, key: str) -> bool:
 def choose(traj: Trajectories, objective: str, config: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
     """Settings for what ``config`` (the user's, before defaults) leaves open, and one line per choice.
 
-    Returns a config fragment (sections data / objective / training) to merge under the user's settings,
-    and the reasons. Only the objective ``trajectory_matching`` has a recipe so far; others keep the
-    defaults.
+    Returns a config fragment (sections data / objective / training, and model for kinetics) to merge under
+    the user's settings, and the reasons. The objectives ``trajectory_matching`` and ``kinetics_matching``
+    have a recipe; others keep the defaults.
     """
+    if objective == "kinetics_matching":
+        return _kinetics(traj, config)
     if objective != "trajectory_matching":
         return {}, []
     chosen: dict[str, dict[str, Any]] = {"data": {}, "objective": {}, "training": {}}
@@ -114,4 +116,62 @@ def choose(traj: Trajectories, objective: str, config: Mapping[str, Any]) -> tup
                        "optimiser steps (training.max_epochs)")
     if put("training", "schedule", "cosine"):
         reasons.append("the learning rate anneals to 0 over the run (training.schedule=cosine)")
+    return {section: values for section, values in chosen.items() if values}, reasons
+
+
+#: Optimiser steps of the kinetics recipe: the rollouts refine the differential-method estimate of the rate
+#: constants (already within a few per cent on Robertson), at one full batch per step.
+KINETICS_STEPS = 60
+
+
+def _kinetics(traj: Trajectories, config: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """Whole trajectories through the stiff solver, in float64, the species named after the file's states."""
+    from ..data._splits import make_split, split_segments
+    from ..models import defaults
+    from ..models.kinetics import is_log_spaced, species_in
+
+    chosen: dict[str, dict[str, Any]] = {"data": {}, "model": {}, "training": {}}
+    reasons: list[str] = []
+
+    def put(section: str, key: str, value: Any) -> bool:
+        if _given(config, section, key):
+            return False
+        chosen[section][key] = value
+        return True
+
+    model = config.get("model", {}) if isinstance(config.get("model"), Mapping) else {}
+    if "species" in defaults(model.get("name") or "kinetics") and not _given(config, "model", "species"):
+        names = list(traj.state_names)
+        if len(names) != math.prod(traj.state_shape):  # unnamed states: x0, x1, ...
+            names = [f"x{i}" for i in range(math.prod(traj.state_shape))]
+        named = species_in(model["reactions"]) if model.get("reactions") else names
+        if not set(named) <= set(names) and len(named) == len(names):
+            reasons.append(f"the reactions name the species {', '.join(named)} and the file's states are "
+                           f"{', '.join(names)}: taken in the reactions' order of first appearance "
+                           f"({', '.join(f'{a} = {b}' for a, b in zip(named, names, strict=True))}); "
+                           "model.species says otherwise")
+            names = named
+        chosen["model"]["species"] = names
+    fractions = config["data"]["split"] if _given(config, "data", "split") else [0.8, 0.1, 0.1]
+    by = config["data"]["split_by"] if _given(config, "data", "split_by") else "auto"
+    try:
+        train = split_segments(make_split(traj, fractions, by), traj.n_trajectories, traj.n_times)["train"]
+        window = max((b - a for _, a, b in train), default=traj.n_times)
+    except ValueError:  # a bad split setting: let the data module say what is wrong
+        window = traj.n_times
+    if put("data", "window", window) | put("data", "stride", window) | put("data", "max_gap", None):
+        reasons.append(f"kinetics: each rollout spans a whole trajectory, {window} samples, from its first "
+                       "state (data.window, data.stride, data.max_gap=null)")
+    if is_log_spaced(traj.t):
+        reasons.append("the times are log-spaced: every sample counts alike, so every decade of time does; "
+                       "times are used as they are (no shift or scale)")
+    windows = traj.n_trajectories * max(1, traj.n_times // window)
+    put("data", "batch_size", min(BATCH, windows))
+    if put("training", "precision", "64-true"):
+        reasons.append("the stiff solver's tolerances need float64 (training.precision=64-true)")
+    if put("training", "max_epochs", max(10, math.ceil(KINETICS_STEPS / math.ceil(0.8 * windows / BATCH)))):
+        reasons.append(f"about {KINETICS_STEPS} optimiser steps refine the estimated rate constants "
+                       "(training.max_epochs)")
+    put("training", "lr", 1e-2)
+    put("training", "schedule", "cosine")
     return {section: values for section, values in chosen.items() if values}, reasons
