@@ -189,6 +189,15 @@ class Kinetics(VectorFieldModel):
     def species(self) -> tuple[str, ...]:
         return self.stoichiometry.species
 
+    @property
+    def invariants(self) -> tuple[str, ...]:
+        """What the model keeps by construction: positivity, and the total where the reactions keep it."""
+        return ("mass", "positivity") if self.stoichiometry.conserves_total() else ("positivity",)
+
+    def learned_parameters(self) -> dict[str, dict[str, float]]:
+        """{"rate_constants": {reaction: k}}: what evaluation reports of the learned model."""
+        return {"rate_constants": self.rate_constants}
+
     def _factors(self, x: Tensor) -> Tensor:
         """(B, R, order): the concentrations each reaction's rate multiplies (1 where a slot is empty)."""
         padded = torch.cat([x, x.new_ones(len(x), 1)], dim=-1)
