@@ -17,8 +17,10 @@ from ._base import Model, VectorFieldModel, as_state_shape
 from .hnn import HamiltonianNN
 from .kinetics import Kinetics
 from .node import NeuralODE
+from .scaled_node import ScaledNeuralODE
 
-_REGISTRY: dict[str, type[Model]] = {"node": NeuralODE, "hnn": HamiltonianNN, "kinetics": Kinetics}
+_REGISTRY: dict[str, type[Model]] = {"node": NeuralODE, "hnn": HamiltonianNN, "kinetics": Kinetics,
+                                     "scaled_node": ScaledNeuralODE}
 
 
 def names() -> list[str]:
@@ -58,6 +60,7 @@ __all__ = [
     "Kinetics",
     "Model",
     "NeuralODE",
+    "ScaledNeuralODE",
     "VectorFieldModel",
     "defaults",
     "get",

@@ -122,6 +122,8 @@ def choose(traj: Trajectories, objective: str, config: Mapping[str, Any]) -> tup
 #: Optimiser steps of the kinetics recipe: the rollouts refine the differential-method estimate of the rate
 #: constants (already within a few per cent on Robertson), at one full batch per step.
 KINETICS_STEPS = 60
+#: ... and for a network field (scaled_node), trained from scratch.
+NETWORK_STEPS = 500
 
 
 def _kinetics(traj: Trajectories, config: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
@@ -152,6 +154,15 @@ def _kinetics(traj: Trajectories, config: Mapping[str, Any]) -> tuple[dict[str, 
                            "model.species says otherwise")
             names = named
         chosen["model"]["species"] = names
+    hparams = defaults(model.get("name") or "kinetics")
+    positive = traj.t[traj.t > 0]
+    if "time_offset" in hparams and len(positive) and not _given(config, "model", "time_offset"):
+        offset = float(positive.min())
+        chosen["model"]["time_offset"] = offset
+        put("model", "log_time_range", [math.log(offset), math.log(float(positive.max()) + offset)])
+        reasons.append(f"the field is learned in log time ln(t + {offset:.3g}), the data's first positive "
+                       "time as offset (model.time_offset, model.log_time_range)")
+    network = "reactions" not in hparams
     fractions = config["data"]["split"] if _given(config, "data", "split") else [0.8, 0.1, 0.1]
     by = config["data"]["split_by"] if _given(config, "data", "split_by") else "auto"
     try:
@@ -169,9 +180,10 @@ def _kinetics(traj: Trajectories, config: Mapping[str, Any]) -> tuple[dict[str, 
     put("data", "batch_size", min(BATCH, windows))
     if put("training", "precision", "64-true"):
         reasons.append("the stiff solver's tolerances need float64 (training.precision=64-true)")
-    if put("training", "max_epochs", max(10, math.ceil(KINETICS_STEPS / math.ceil(0.8 * windows / BATCH)))):
-        reasons.append(f"about {KINETICS_STEPS} optimiser steps refine the estimated rate constants "
-                       "(training.max_epochs)")
-    put("training", "lr", 1e-2)
+    steps = NETWORK_STEPS if network else KINETICS_STEPS
+    if put("training", "max_epochs", max(10, math.ceil(steps / math.ceil(0.8 * windows / BATCH)))):
+        reasons.append(f"about {steps} optimiser steps " + ("train the network" if network else
+                       "refine the estimated rate constants") + " (training.max_epochs)")
+    put("training", "lr", 3e-3 if network else 1e-2)
     put("training", "schedule", "cosine")
     return {section: values for section, values in chosen.items() if values}, reasons
