@@ -152,3 +152,53 @@ def test_a_short_seeded_fit_recovers_the_rate_of_a_first_order_decay(tmp_path):
 def test_kinetics_is_registered_with_its_objective():
     assert models.model_class("kinetics") is Kinetics and Kinetics.objective == "kinetics_matching"
     assert models.defaults("kinetics")["method"] == "rodas5p"
+
+
+def test_species_normalisation_scales_each_component_by_its_largest_value_without_a_shift():
+    from physdyn.data import Normalizer
+
+    truth = systems.get("robertson").simulate(3, t=_log_grid(20), seed=7)
+    norm = Normalizer.fit(truth, "species")
+    assert torch.equal(norm.mean, torch.zeros(3, dtype=torch.float64))
+    assert torch.equal(norm.std, truth.states.abs().amax((0, 1)))
+    assert float(norm.transform(truth.states).abs().max()) == 1.0
+
+
+def test_scaled_node_rollout_in_log_time_is_the_solution_of_its_physical_field():
+    """Integrated over τ = ln(t + t_c), the rollout must solve dz/dt = vector_field(t, z) in physical time
+    (scipy's LSODA at tight tolerance on the physical field, with its t-dependence)."""
+    import numpy as np
+    from scipy.integrate import solve_ivp
+
+    from physdyn.models.scaled_node import ScaledNeuralODE
+
+    torch.manual_seed(8)
+    model = ScaledNeuralODE(3, width=16, depth=2, time_offset=1e-3, log_time_range=[math.log(1e-3), 2.0],
+                            rtol=1e-10, atol=1e-12).double()
+    t = torch.cat([torch.zeros(1, dtype=torch.float64), torch.logspace(-3, 0.5, 12, dtype=torch.float64)])
+    x0 = torch.tensor([[1.0, 0.0, 0.0]], dtype=torch.float64)
+    with torch.no_grad():
+        ours = model.rollout(x0, t)[0].numpy()
+
+        def field(s, y):
+            return model.vector_field(torch.tensor([s], dtype=torch.float64),
+                                      torch.tensor(y, dtype=torch.float64)[None])[0].numpy()
+
+        ref = solve_ivp(field, (0.0, float(t[-1])), x0[0].numpy(), method="LSODA", t_eval=t.numpy(),
+                        rtol=1e-11, atol=1e-13).y.T
+    np.testing.assert_allclose(ours, ref, rtol=1e-6, atol=1e-8)
+
+
+def test_fit_names_the_species_after_the_reactions_where_the_file_names_them_otherwise(tmp_path):
+    from physdyn.training._run import prepare
+
+    truth = systems.get("robertson").simulate(4, t=_log_grid(10), seed=9)
+    path = save(truth, tmp_path / "rober.h5")
+    plan = prepare({"data": {"path": str(path)}, "model": {"name": "kinetics", "reactions": ROBERTSON}},
+                   tmp_path / "run")
+    assert plan.config["model"]["species"] == ["A", "B", "C"]
+    assert any("A = y1, B = y2, C = y3" in note for note in plan.notes)
+    assert plan.config["data"]["max_gap"] is None and plan.config["training"]["precision"] == "64-true"
+    with pytest.raises(ValueError, match="unknown species 'D'"):
+        prepare({"data": {"path": str(path)}, "model": {"name": "kinetics", "reactions": ["A -> D"],
+                                                         "species": ["A", "B", "C"]}}, tmp_path / "run2")
