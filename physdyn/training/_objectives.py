@@ -241,6 +241,28 @@ class ELBO(Objective):
         self.kl_rate = float(kl_rate)
         self.context_cut = _fraction("context_cut", context_cut)
         self.shortest = _fraction("shortest", shortest)
+
+    def forward(self, model: Model, batch: dict[str, Tensor], *, epoch: int = 0,
+                step: int = 0) -> dict[str, Tensor]:
+        t, x, mask = batch["t"], batch["x"], batch["mask"]
+        b, k = len(x), self.samples
+        seen = context_cut(mask, self.context_cut, self.shortest) if self.training else mask
+        q = model.encode(t, x, seen)
+        z0 = q.rsample((k,)).transpose(0, 1)  # (B, K, latent)
+        mean = model.decode(z0.flatten(0, 1), t[:, 0].repeat_interleave(k), t.repeat_interleave(k, 0))
+        mean = mean.view(b, k, -1)
+        target = torch.where(mask, x, torch.zeros((), dtype=x.dtype, device=x.device)).flatten(1)[:, None]
+        observed = mask.flatten(1)[:, None].to(mean.dtype)  # (B, 1, L·D), as target
+        std = model.obs_std.to(mean.dtype).repeat(t.shape[1])
+        log_lik = (Normal(mean, std).log_prob(target) * observed).sum(-1).mean(1)  # (B,)
+        kl = kl_divergence(q, Normal(torch.zeros_like(q.mean), torch.ones_like(q.stddev))).sum(-1)  # (B,)
+        beta = kl_weight(epoch, self.kl_warmup, self.kl_rate)
+        count = observed.sum().clamp(min=1)
+        sq = (((mean - target) ** 2) * observed).sum() / (count * k)
+        return {"loss": -(log_lik.sum() - beta * kl.sum()) / count, "nll": -log_lik.sum().detach() / count,
+                "kl": kl.mean().detach(), "kl_weight": torch.tensor(beta), "mse": sq.detach()}
+
+
 class KineticsMatching(Objective):
     """Match whole trajectories of a kinetics model rolled out through the stiff solver, scaled per species.
 
@@ -315,27 +337,6 @@ class KineticsMatching(Objective):
     def forward(self, model: Model, batch: dict[str, Tensor], *, epoch: int = 0,
                 step: int = 0) -> dict[str, Tensor]:
         t, x, mask = batch["t"], batch["x"], batch["mask"]
-        b, k = len(x), self.samples
-        seen = context_cut(mask, self.context_cut, self.shortest) if self.training else mask
-        q = model.encode(t, x, seen)
-        z0 = q.rsample((k,)).transpose(0, 1)  # (B, K, latent)
-        mean = model.decode(z0.flatten(0, 1), t[:, 0].repeat_interleave(k), t.repeat_interleave(k, 0))
-        mean = mean.view(b, k, -1)
-        target = torch.where(mask, x, torch.zeros((), dtype=x.dtype, device=x.device)).flatten(1)[:, None]
-        observed = mask.flatten(1)[:, None].to(mean.dtype)  # (B, 1, L·D), as target
-        std = model.obs_std.to(mean.dtype).repeat(t.shape[1])
-        log_lik = (Normal(mean, std).log_prob(target) * observed).sum(-1).mean(1)  # (B,)
-        kl = kl_divergence(q, Normal(torch.zeros_like(q.mean), torch.ones_like(q.stddev))).sum(-1)  # (B,)
-        beta = kl_weight(epoch, self.kl_warmup, self.kl_rate)
-        count = observed.sum().clamp(min=1)
-        sq = (((mean - target) ** 2) * observed).sum() / (count * k)
-        return {"loss": -(log_lik.sum() - beta * kl.sum()) / count, "nll": -log_lik.sum().detach() / count,
-                "kl": kl.mean().detach(), "kl_weight": torch.tensor(beta), "mse": sq.detach()}
-
-
-#: Objective name -> class. A model names its own (``Model.objective``); the config may choose another.
-OBJECTIVES: dict[str, type[Objective]] = {"trajectory_matching": TrajectoryMatching, "elbo": ELBO,
-                                          "sequence_prediction": SequencePrediction}
         if x.shape[1] < 2:
             raise ValueError("kinetics_matching needs windows of at least two samples (data.window >= 2)")
         rollout = model.rollout(x[:, 0], t, method=self.method, rtol=self.rtol, atol=self.atol)
@@ -348,7 +349,8 @@ OBJECTIVES: dict[str, type[Objective]] = {"trajectory_matching": TrajectoryMatch
 
 
 #: Objective name -> class. A model names its own (``Model.objective``); the config may choose another.
-OBJECTIVES: dict[str, type[Objective]] = {"trajectory_matching": TrajectoryMatching,
+OBJECTIVES: dict[str, type[Objective]] = {"trajectory_matching": TrajectoryMatching, "elbo": ELBO,
+                                          "sequence_prediction": SequencePrediction,
                                           "kinetics_matching": KineticsMatching}
 
 
