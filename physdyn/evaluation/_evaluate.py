@@ -315,7 +315,8 @@ def _physics_metrics(model, system, pred: Tensor, truth: Trajectories, c: int,
                      metrics: dict) -> tuple[Tensor, Tensor] | None:
     """Energy drift and error, mass and positivity along the forecasts (from the context's last sample on),
     where defined; returns the energies over the whole horizon for the plots."""
-    invariants = tuple(getattr(system, "invariants", ()))
+    # Without a reference system, the invariants the model itself declares (kinetics: mass, positivity).
+    invariants = tuple(getattr(system if system is not None else model, "invariants", ()))
     energy, source = None, None
     if system is not None and _has(system, "energy") and "energy" in invariants:
         energy, source = system.energy, "true"
@@ -349,8 +350,22 @@ def _physics_metrics(model, system, pred: Tensor, truth: Trajectories, c: int,
     if "positivity" in invariants:
         pos = M.positivity_violation(flat)
         metrics["positivity_violation"] = {"depth": float(pos["depth"].max()) + 0.0,  # no "-0"
-                                           "fraction": float(pos["fraction"].mean())}
+                                           "fraction": float(pos["fraction"].mean()),
+                                           "count": int((flat < 0).sum())}
+        metrics["species_error"] = _species_error(flat, true.repeat_interleave(k, 0), truth.state_names)
+    learned = getattr(getattr(model, "model", model), "learned_parameters", None)
+    if callable(learned):
+        metrics["learned_parameters"] = learned()
     return energies
+
+
+def _species_error(pred: Tensor, true: Tensor, names: tuple[str, ...]) -> dict[str, float]:
+    """Per species (state component): the worst over trajectories of max_t |x̂_i − x_i| / max_t |x_i|, the
+    error relative to the species' own range along its trajectory (concentrations spanning decades)."""
+    err = (pred - true).flatten(2).abs().amax(1) / true.flatten(2).abs().amax(1).clamp(min=1e-300)
+    worst = err.amax(0).tolist()
+    names = names if len(names) == len(worst) else tuple(f"x{i}" for i in range(len(worst)))
+    return dict(zip(names, worst, strict=True))
 
 
 def _summary(worst_in_time: Tensor, final: Tensor) -> dict[str, float]:

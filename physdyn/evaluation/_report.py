@@ -175,7 +175,15 @@ def summary(metrics: dict[str, Any]) -> str:
     if "mass_error" in m:
         rows.append(("mass error", f"max {_fmt(m['mass_error']['max'])}"))
     if "positivity_violation" in m:
-        rows.append(("positivity violation", f"depth {_fmt(m['positivity_violation']['depth'])}"))
+        pos = m["positivity_violation"]
+        rows.append(("positivity violation", f"depth {_fmt(pos['depth'])}"
+                     + (f", {pos['count']} negative values" if "count" in pos else "")))
+    if "species_error" in m:
+        rows.append(("error per species / its range", ", ".join(f"{name} {_fmt(v)}"
+                                                               for name, v in m["species_error"].items())))
+    for group, values in m.get("learned_parameters", {}).items():
+        rows.append((f"learned {group.replace('_', ' ')}", ", ".join(f"{name}: {_fmt(v)}"
+                                                                   for name, v in values.items())))
     if "lyapunov_max_model" in m or "lyapunov_max_true" in m:
         learned = _fmt(m["lyapunov_max_model"]) if "lyapunov_max_model" in m else "not computed"
         rows.append(("largest Lyapunov exponent", f"model {learned}, true {_fmt(m.get('lyapunov_max_true'))} "

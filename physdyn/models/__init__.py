@@ -15,11 +15,16 @@ from typing import Any
 from ..solvers import TORCHDIFFEQ_METHODS
 from ._base import Model, VectorFieldModel, as_state_shape
 from .hnn import HamiltonianNN
+from .kinetics import Kinetics
 from .latent import GRUDeltaT, LatentODE, ODERNNModel
 from .node import NeuralODE
+from .scaled_node import ScaledNeuralODE
 
-_REGISTRY: dict[str, type[Model]] = {"node": NeuralODE, "hnn": HamiltonianNN, "latent_ode": LatentODE,
-                                     "ode_rnn": ODERNNModel, "gru_dt": GRUDeltaT}
+_REGISTRY: dict[str, type[Model]] = {
+    "node": NeuralODE, "hnn": HamiltonianNN,
+    "latent_ode": LatentODE, "ode_rnn": ODERNNModel, "gru_dt": GRUDeltaT,
+    "kinetics": Kinetics, "scaled_node": ScaledNeuralODE,
+}
 
 
 def names() -> list[str]:
@@ -57,10 +62,12 @@ __all__ = [
     "TORCHDIFFEQ_METHODS",
     "GRUDeltaT",
     "HamiltonianNN",
+    "Kinetics",
     "LatentODE",
     "Model",
     "NeuralODE",
     "ODERNNModel",
+    "ScaledNeuralODE",
     "VectorFieldModel",
     "defaults",
     "get",

@@ -263,9 +263,95 @@ class ELBO(Objective):
                 "kl": kl.mean().detach(), "kl_weight": torch.tensor(beta), "mse": sq.detach()}
 
 
+class KineticsMatching(Objective):
+    """Match whole trajectories of a kinetics model rolled out through the stiff solver, scaled per species.
+
+    Loss = mean over the observed samples k >= 1 and species i of ((ŷ_i(t_k) − y_i(t_k)) / s_i)², where ŷ
+    integrates the model from each window's first state with ``method`` at ``rtol``/``atol`` and s_i is
+    species i's largest concentration in the training windows (``species_scale="auto"``; or a list, one
+    per species): concentrations of 1e-5 then count as much as those of 1. Where the data are log-spaced in
+    time, every sample counting alike gives every decade of time the same weight; the times themselves are
+    never shifted or rescaled (the rate constants keep the data's units).
+
+    ``initial_rates="estimate"``: a model whose ``rate_constants`` were not given starts from the
+    differential-method estimate from the training windows (``physdyn.models.kinetics
+    .estimate_rate_constants``), so the rollouts only refine it; ``"model"``: from the model's own values.
+    The learned rate constants are logged as ``k1``, ``k2``, ... (the run's metrics.csv).
+    """
+
+    def __init__(
+        self,
+        model: Model,
+        train: Dataset | None = None,
+        *,
+        method: str = "rodas5p",
+        rtol: float = 1e-6,
+        atol: float = 1e-12,
+        species_scale: str | list[float] = "auto",
+        initial_rates: str = "estimate",
+    ) -> None:
+        super().__init__()
+        from ..models.kinetics import Kinetics, estimate_rate_constants
+
+        if not isinstance(model, VectorFieldModel):
+            raise ValueError(f"the objective kinetics_matching needs a model with a vector field, not "
+                             f"{type(model).__name__}")
+        if not isinstance(method, str):
+            raise ValueError(f"objective.method must be a method name, got {method!r}")
+        for name, value in (("rtol", rtol), ("atol", atol)):
+            if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+                raise ValueError(f"objective.{name} must be a number > 0, got {value!r}")
+        if initial_rates not in ("estimate", "model"):
+            raise ValueError(f"objective.initial_rates must be estimate or model, got {initial_rates!r}")
+        self.method, self.rtol, self.atol = method, float(rtol), float(atol)
+        d = model.state_size
+        if species_scale == "auto":
+            scale = torch.ones(d, dtype=torch.float64)
+            if train is not None and len(train) > 0:
+                x, mask = self._windows(train)[1:]
+                largest = torch.where(mask, x.abs(), 0.0).flatten(2).amax((0, 1)).to(torch.float64)
+                scale = torch.where(largest > 0, largest, torch.ones_like(largest))
+        else:
+            scale = torch.as_tensor(species_scale, dtype=torch.float64) if isinstance(
+                species_scale, list | tuple) else None
+            if scale is None or scale.shape != (d,) or not bool((torch.isfinite(scale) & (scale > 0)).all()):
+                raise ValueError(f"objective.species_scale must be auto or {d} positive numbers (one per "
+                                 f"species), got {species_scale!r}")
+        self.register_buffer("species_scale", scale)
+        self.rate_names: list[str] = []
+        if isinstance(model, Kinetics):
+            self.rate_names = [f"k{j + 1}" for j in range(len(model.stoichiometry.reactions))]
+            estimate = (initial_rates == "estimate" and model.hparams.get("rate_constants") is None
+                        and train is not None and len(train) > 0)
+            if estimate:
+                k = estimate_rate_constants(model, *self._windows(train))
+                with torch.no_grad():
+                    model.log_rate_constants.copy_(k.log().to(model.log_rate_constants.dtype))
+
+    @staticmethod
+    def _windows(train: Dataset) -> tuple[Tensor, Tensor, Tensor]:
+        """Times (N, W), states (N, W, *S) and mask of every training window."""
+        items = [train[i] for i in range(len(train))]
+        return tuple(torch.stack([item[key] for item in items]) for key in ("t", "x", "mask"))
+
+    def forward(self, model: Model, batch: dict[str, Tensor], *, epoch: int = 0,
+                step: int = 0) -> dict[str, Tensor]:
+        t, x, mask = batch["t"], batch["x"], batch["mask"]
+        if x.shape[1] < 2:
+            raise ValueError("kinetics_matching needs windows of at least two samples (data.window >= 2)")
+        rollout = model.rollout(x[:, 0], t, method=self.method, rtol=self.rtol, atol=self.atol)
+        scale = self.species_scale.to(x.dtype).reshape(model.state_shape)
+        loss = masked_mse(rollout[:, 1:] / scale, x[:, 1:] / scale, mask[:, 1:])
+        out = {"loss": loss}
+        if self.rate_names:
+            out |= dict(zip(self.rate_names, model.log_rate_constants.detach().exp(), strict=True))
+        return out
+
+
 #: Objective name -> class. A model names its own (``Model.objective``); the config may choose another.
 OBJECTIVES: dict[str, type[Objective]] = {"trajectory_matching": TrajectoryMatching, "elbo": ELBO,
-                                          "sequence_prediction": SequencePrediction}
+                                          "sequence_prediction": SequencePrediction,
+                                          "kinetics_matching": KineticsMatching}
 
 
 def objective_class(name: str) -> type[Objective]:

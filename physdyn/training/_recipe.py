@@ -74,10 +74,12 @@ def _given(config: Mapping[str, Any], section: str, key: str) -> bool:
 def choose(traj: Trajectories, objective: str, config: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
     """Settings for what ``config`` (the user's, before defaults) leaves open, and one line per choice.
 
-    Returns a config fragment (sections data / objective / training) to merge under the user's settings,
-    and the reasons. The objectives ``trajectory_matching``, ``elbo`` and ``sequence_prediction`` have
-    recipes; others keep the defaults.
+    Returns a config fragment (sections data / objective / training, and model for kinetics) to merge under
+    the user's settings, and the reasons. The objectives ``trajectory_matching``, ``elbo``,
+    ``sequence_prediction`` and ``kinetics_matching`` have recipes; others keep the defaults.
     """
+    if objective == "kinetics_matching":
+        return _kinetics(traj, config)
     if objective not in ("trajectory_matching", *SEQUENCE_OBJECTIVES):
         return {}, []
     chosen: dict[str, dict[str, Any]] = {"data": {}, "objective": {}, "training": {}}
@@ -164,3 +166,71 @@ def _sequence_recipe(traj: Trajectories, objective: str, config: Mapping[str, An
         if put("objective", "kl_warmup", warmup) | put("objective", "kl_rate", round(rate, 6)):
             reasons.append(f"KL weight 0 for {warmup} epochs, then 1 − {rate:.4f}^(epoch − {warmup}), "
                            "0.99 at 60 % of the run (objective.kl_warmup, objective.kl_rate)")
+#: Optimiser steps of the kinetics recipe: the rollouts refine the differential-method estimate of the rate
+#: constants (already within a few per cent on Robertson), at one full batch per step.
+KINETICS_STEPS = 60
+#: ... and for a network field (scaled_node), trained from scratch.
+NETWORK_STEPS = 500
+
+
+def _kinetics(traj: Trajectories, config: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """Whole trajectories through the stiff solver, in float64, the species named after the file's states."""
+    from ..data._splits import make_split, split_segments
+    from ..models import defaults
+    from ..models.kinetics import is_log_spaced, species_in
+
+    chosen: dict[str, dict[str, Any]] = {"data": {}, "model": {}, "training": {}}
+    reasons: list[str] = []
+
+    def put(section: str, key: str, value: Any) -> bool:
+        if _given(config, section, key):
+            return False
+        chosen[section][key] = value
+        return True
+
+    model = config.get("model", {}) if isinstance(config.get("model"), Mapping) else {}
+    if "species" in defaults(model.get("name") or "kinetics") and not _given(config, "model", "species"):
+        names = list(traj.state_names)
+        if len(names) != math.prod(traj.state_shape):  # unnamed states: x0, x1, ...
+            names = [f"x{i}" for i in range(math.prod(traj.state_shape))]
+        named = species_in(model["reactions"]) if model.get("reactions") else names
+        if not set(named) <= set(names) and len(named) == len(names):
+            reasons.append(f"the reactions name the species {', '.join(named)} and the file's states are "
+                           f"{', '.join(names)}: taken in the reactions' order of first appearance "
+                           f"({', '.join(f'{a} = {b}' for a, b in zip(named, names, strict=True))}); "
+                           "model.species says otherwise")
+            names = named
+        chosen["model"]["species"] = names
+    hparams = defaults(model.get("name") or "kinetics")
+    positive = traj.t[traj.t > 0]
+    if "time_offset" in hparams and len(positive) and not _given(config, "model", "time_offset"):
+        offset = float(positive.min())
+        chosen["model"]["time_offset"] = offset
+        put("model", "log_time_range", [math.log(offset), math.log(float(positive.max()) + offset)])
+        reasons.append(f"the field is learned in log time ln(t + {offset:.3g}), the data's first positive "
+                       "time as offset (model.time_offset, model.log_time_range)")
+    network = "reactions" not in hparams
+    fractions = config["data"]["split"] if _given(config, "data", "split") else [0.8, 0.1, 0.1]
+    by = config["data"]["split_by"] if _given(config, "data", "split_by") else "auto"
+    try:
+        train = split_segments(make_split(traj, fractions, by), traj.n_trajectories, traj.n_times)["train"]
+        window = max((b - a for _, a, b in train), default=traj.n_times)
+    except ValueError:  # a bad split setting: let the data module say what is wrong
+        window = traj.n_times
+    if put("data", "window", window) | put("data", "stride", window) | put("data", "max_gap", None):
+        reasons.append(f"kinetics: each rollout spans a whole trajectory, {window} samples, from its first "
+                       "state (data.window, data.stride, data.max_gap=null)")
+    if is_log_spaced(traj.t):
+        reasons.append("the times are log-spaced: every sample counts alike, so every decade of time does; "
+                       "times are used as they are (no shift or scale)")
+    windows = traj.n_trajectories * max(1, traj.n_times // window)
+    put("data", "batch_size", min(BATCH, windows))
+    if put("training", "precision", "64-true"):
+        reasons.append("the stiff solver's tolerances need float64 (training.precision=64-true)")
+    steps = NETWORK_STEPS if network else KINETICS_STEPS
+    if put("training", "max_epochs", max(10, math.ceil(steps / math.ceil(0.8 * windows / BATCH)))):
+        reasons.append(f"about {steps} optimiser steps " + ("train the network" if network else
+                       "refine the estimated rate constants") + " (training.max_epochs)")
+    put("training", "lr", 3e-3 if network else 1e-2)
+    put("training", "schedule", "cosine")
+    return {section: values for section, values in chosen.items() if values}, reasons
