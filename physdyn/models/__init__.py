@@ -15,9 +15,10 @@ from typing import Any
 from ..solvers import TORCHDIFFEQ_METHODS
 from ._base import Model, VectorFieldModel, as_state_shape
 from .hnn import HamiltonianNN
+from .neural_sde import NeuralSDE
 from .node import NeuralODE
 
-_REGISTRY: dict[str, type[Model]] = {"node": NeuralODE, "hnn": HamiltonianNN}
+_REGISTRY: dict[str, type[Model]] = {"node": NeuralODE, "hnn": HamiltonianNN, "neural_sde": NeuralSDE}
 
 
 def names() -> list[str]:
@@ -56,6 +57,7 @@ __all__ = [
     "HamiltonianNN",
     "Model",
     "NeuralODE",
+    "NeuralSDE",
     "VectorFieldModel",
     "defaults",
     "get",
