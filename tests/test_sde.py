@@ -169,3 +169,60 @@ def test_the_recipe_of_the_transition_likelihood_cuts_windows_that_share_their_e
     chosen, reasons = choose(data, "transition_likelihood", {})
     assert chosen["data"]["window"] == 12 and chosen["data"]["stride"] == 11
     assert chosen["training"]["schedule"] == "cosine" and reasons
+
+
+class _ExactOrnsteinUhlenbeck:
+    """A perfect probabilistic forecaster: samples of the closed-form OU transition (for the evaluation)."""
+
+    stochastic, context, state_shape, name = True, "last_state", (1,), "exact_ou"
+
+    def __init__(self, system):
+        self.system = system
+
+    def predict(self, t_context, x_context, mask_context, t, *, samples=1, generator=None):
+        x0, elapsed = x_context[:, -1], t - t_context[:, -1:]
+        theta, mu, sigma = (self.system.params[k] for k in ("theta", "mu", "sigma"))
+        mean = mu + (x0 - mu) * torch.exp(-theta * elapsed)  # (N, Q)
+        std = (sigma**2 * (1 - torch.exp(-2 * theta * elapsed)) / (2 * theta)).sqrt()
+        # the exact marginal at each time: enough for per-step scores
+        z = torch.randn(len(x0), samples, t.shape[1], generator=generator, dtype=x0.dtype)
+        return (mean[:, None] + std[:, None] * z)[..., None]
+
+
+def test_evaluation_of_a_calibrated_forecaster_finds_nominal_coverage_and_flat_ranks(tmp_path):
+    from physdyn.evaluation import evaluate
+
+    ou = systems.get("ornstein_uhlenbeck")
+    data = ou.simulate(n_trajectories=300, t_end=1.0, dt=0.05, noise=1.0, seed=5)
+    report = evaluate(_ExactOrnsteinUhlenbeck(ou), data, 20, samples=39, out_dir=tmp_path / "report",
+                      lyapunov=False, attractor_steps=0)
+    prob = report.metrics["probabilistic"]
+    assert len(prob["crps"]) == 21 and len(prob["crps"][0]) == 1 and len(prob["coverage_90"]) == 21
+    assert prob["forecast"]["coverage_90"] == pytest.approx(0.9, abs=0.02)
+    assert prob["forecast"]["coverage_50"] == pytest.approx(0.5, abs=0.03)
+    ranks = torch.tensor(prob["rank_histogram"])
+    assert len(ranks) == 40 and float((ranks - 1 / 40).abs().max()) < 0.012
+    # E CRPS of a calibrated Gaussian is σ_t/√π (plus the K-member estimator's bias σ_t/(K√π))
+    sigma_t = ou.variance(torch.tensor(report.metrics["times"][1:], dtype=F64)).sqrt()
+    expected = sigma_t / math.sqrt(math.pi) * (1 + 1 / 39)
+    ratio = torch.tensor([v[0] for v in prob["crps"][1:]], dtype=F64) / expected
+    assert float(ratio.mean()) == pytest.approx(1.0, abs=0.06)
+    assert prob["marginal"]["steps"] == [4, 8, 12, 16, 20]
+    assert {"rank_histogram.png", "coverage.png"} <= set(report.metrics["files"])
+
+
+def test_evaluation_of_a_neural_sde_reports_sample_scores_from_the_cli(tmp_path, monkeypatch):
+    from physdyn.cli import main
+
+    ou = systems.get("ornstein_uhlenbeck")
+    train = save(ou.simulate(n_trajectories=8, t_end=2.0, noise=1.0, seed=0), tmp_path / "train.h5")
+    test = save(ou.simulate(n_trajectories=8, t_end=2.0, noise=1.0, seed=1), tmp_path / "test.h5")
+    monkeypatch.chdir(tmp_path)
+    assert main(["fit", str(train), "--model", "neural_sde", "--out", "run", "--max-epochs", "2"]) == 0
+    assert main(["evaluate", "run", "--data", str(test), "--horizon", "10", "--samples", "8",
+                 "--out", "report"]) == 0
+    import json
+
+    metrics = json.loads((tmp_path / "report" / "metrics.json").read_text())
+    assert metrics["samples"] == 8 and len(metrics["probabilistic"]["energy_score"]) == 11
+    assert (tmp_path / "report" / "coverage.png").is_file()
