@@ -226,3 +226,13 @@ def test_evaluation_of_a_neural_sde_reports_sample_scores_from_the_cli(tmp_path,
     metrics = json.loads((tmp_path / "report" / "metrics.json").read_text())
     assert metrics["samples"] == 8 and len(metrics["probabilistic"]["energy_score"]) == 11
     assert (tmp_path / "report" / "coverage.png").is_file()
+
+
+def test_a_float32_model_solves_one_step_per_training_interval():
+    model = models.get("neural_sde", (2,)).float()  # as fit casts it: the step buffer holds 0.02 rounded down
+    model.step.fill_(0.02)
+    assert float(model.step) < 0.02
+    grid = torch.tensor([0.0, 0.02, 0.04], dtype=F64)
+    dt = model._solver_step(grid)
+    assert math.ceil(0.02 / dt - 1e-9) == 1 and dt < 0.02 * (1 + 1e-5)
+    assert models.get("neural_sde", (2,), substeps=4)._solver_step(grid) == pytest.approx(0.005, rel=1e-5)
