@@ -117,6 +117,22 @@ EXAMPLES: dict[str, Example] = {
         },
         horizon=103,
     ),
+    "langevin-sde": Example(
+        description="neural SDE on the Langevin pendulum: learned noise, calibrated sample forecasts",
+        system="pendulum",
+        dataset="pendulum_langevin.h5",  # not bundled: simulated (noise 1: friction 0.5, a bath at kT = 1)
+        simulate={"n_trajectories": 64, "t_end": 20.0, "dt": 0.05, "seed": 0, "noise": 1.0},
+        config={
+            # fit's recipe for the transition likelihood, written out (windows of 12 sharing their ends,
+            # batches of 256), with fewer steps: the diffusion is within a few per cent by then
+            "data": {"window": 12, "stride": 11, "batch_size": 256},
+            "model": {"name": "neural_sde"},
+            "training": {"max_epochs": 200, "lr": 3e-3, "schedule": "cosine", "seed": 0,
+                         "progress_bar": False},
+        },
+        horizon=100,
+        evaluate={"samples": 100},
+    ),
 }
 
 

@@ -191,6 +191,12 @@ def summary(metrics: dict[str, Any]) -> str:
     if "attractor" in m:
         w = m["attractor"]["wasserstein"]
         rows.append(("attractor W1 per coordinate", ", ".join(_fmt(v) for v in w)))
+    if "probabilistic" in m:
+        f = m["probabilistic"]["forecast"]
+        rows.append((f"samples ({m.get('samples')}): crps / energy score", f"{_fmt(f['crps'])} / "
+                     f"{_fmt(f['energy_score'])} (mean over the forecast steps)"))
+        rows.append(("coverage of the 50 % / 90 % intervals", f"{_fmt(f['coverage_50'])} / "
+                     f"{_fmt(f['coverage_90'])}"))
     if m.get("diverged"):
         rows.append(("diverged rollouts", str(m["diverged"])))
     width = max(len(name) for name, _ in rows)

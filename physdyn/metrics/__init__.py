@@ -2,14 +2,24 @@
 
 Rollout metrics (``rmse``, ``nrmse``, ``normalized_error``, ``valid_prediction_time``) take ``mask=`` (True
 where the truth is observed); physics metrics take the energy or weights they judge; statistical metrics
-pool the visited states; ``interval_coverage`` judges the spread of sampled predictions (N, K, T, *S).
-Dynamical invariants of a system or a model, ``largest_lyapunov_exponent(obj, x0, ...)`` and
-``lyapunov_spectrum``, take the object itself.
+pool the visited states; probabilistic scores (``crps_ensemble``, ``energy_score``, ``interval_coverage``,
+``rank_histogram``, ``energy_distance``) judge K samples (N, K, T, *S). Dynamical invariants of a system or
+a model, ``largest_lyapunov_exponent(obj, x0, ...)`` and ``lyapunov_spectrum``, take the object itself.
 """
 
-from ._intervals import interval_coverage
+from ._intervals import spread_coverage
 from ._lyapunov import largest_lyapunov_exponent, lyapunov_spectrum
 from ._physics import energies, energy_drift, energy_error, mass_error, positivity_violation
+from ._probabilistic import (
+    crps_ensemble,
+    crps_gaussian,
+    energy_distance,
+    energy_score,
+    interval_bounds,
+    interval_coverage,
+    rank_histogram,
+    ranks,
+)
 from ._rollout import (
     attractor_scale,
     horizon_reached,
@@ -24,10 +34,15 @@ from ._statistics import attractor_statistics, wasserstein_1d
 __all__ = [
     "attractor_scale",
     "attractor_statistics",
+    "crps_ensemble",
+    "crps_gaussian",
+    "energy_distance",
     "energies",
     "energy_drift",
     "energy_error",
+    "energy_score",
     "horizon_reached",
+    "interval_bounds",
     "interval_coverage",
     "largest_lyapunov_exponent",
     "lyapunov_spectrum",
@@ -36,7 +51,10 @@ __all__ = [
     "normalized_error",
     "nrmse",
     "positivity_violation",
+    "rank_histogram",
+    "ranks",
     "rmse",
+    "spread_coverage",
     "valid_prediction_time",
     "wasserstein_1d",
 ]

@@ -17,6 +17,7 @@ from ._base import Model, VectorFieldModel, as_state_shape
 from .hnn import HamiltonianNN
 from .kinetics import Kinetics
 from .latent import GRUDeltaT, LatentODE, ODERNNModel
+from .neural_sde import NeuralSDE
 from .node import NeuralODE
 from .scaled_node import ScaledNeuralODE
 
@@ -24,6 +25,7 @@ _REGISTRY: dict[str, type[Model]] = {
     "node": NeuralODE, "hnn": HamiltonianNN,
     "latent_ode": LatentODE, "ode_rnn": ODERNNModel, "gru_dt": GRUDeltaT,
     "kinetics": Kinetics, "scaled_node": ScaledNeuralODE,
+    "neural_sde": NeuralSDE,
 }
 
 
@@ -66,6 +68,7 @@ __all__ = [
     "LatentODE",
     "Model",
     "NeuralODE",
+    "NeuralSDE",
     "ODERNNModel",
     "ScaledNeuralODE",
     "VectorFieldModel",

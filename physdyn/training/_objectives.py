@@ -348,10 +348,107 @@ class KineticsMatching(Objective):
         return out
 
 
+class TransitionLikelihood(Objective):
+    """The Gaussian log-likelihood of one-step transitions of an SDE model (Euler–Maruyama), on normalised
+    states, so that the drift and the noise intensity are both learned from the data.
+
+    For consecutive fully observed samples x_k, x_{k+1} of a window, h = t_{k+1} − t_k, the Euler–Maruyama
+    transition is x_{k+1} ~ N(m, h G Gᵀ) with m = x_k + h f(x_k) (``model.substeps`` > 1: m takes that many
+    Euler steps of the drift alone). The loss is the negative log-density per transition and coordinate,
+    averaged over the batch's transitions; with diagonal noise each coordinate of x_{k+1} counts where it is
+    observed. Windows of one sample hold no transition. The model needs ``drift``, ``diffusion`` and, for
+    general noise, ``covariance`` (:class:`physdyn.models.NeuralSDE`).
+
+    ``initialize=True``: the data fixes two things before the first step, recorded in the model (not
+    options of it): its ``step`` buffer, the median sampling step of the training windows, at which
+    predictions are solved; and a starting diffusion from the second differences of the training states
+    (x_{k+1} − 2 x_k + x_{k−1} ≈ the noise of two steps, the drift cancelling to first order), so the
+    noise intensity need not climb orders of magnitude by gradient steps alone.
+    """
+
+    def __init__(self, model: Model, train: Dataset | None = None, *, initialize: bool = True) -> None:
+        super().__init__()
+        if not all(callable(getattr(model, name, None)) for name in ("drift", "diffusion", "covariance")):
+            raise ValueError(f"the objective transition_likelihood needs an SDE model (drift and diffusion), "
+                             f"not {type(model).__name__}")
+        if not isinstance(initialize, bool):
+            raise ValueError(f"objective.initialize must be true or false, got {initialize!r}")
+        window = getattr(train, "window", None)
+        if window is not None and window < 2:
+            raise ValueError("the objective transition_likelihood needs windows of at least 2 samples "
+                             "(data.window >= 2): a window of one holds no transition")
+        if initialize and train is not None and len(train) > 0:
+            windows = [train[k] for k in range(len(train))]  # the training windows only, not val or test
+            step, scale = transition_scales(*(torch.stack([w[key] for w in windows])
+                                              for key in ("t", "x", "mask")))
+            if step is not None:
+                model.step.fill_(step)
+                model.initialize_diffusion(scale)
+
+    def forward(self, model: Model, batch: dict[str, Tensor], *, epoch: int = 0,
+                step: int = 0) -> dict[str, Tensor]:
+        t, x, mask = batch["t"], batch["x"].flatten(2), batch["mask"].flatten(2)
+        if x.shape[1] < 2:
+            raise ValueError("windows of one sample hold no transition (data.window must be >= 2)")
+        start_seen = mask[:, :-1].all(-1)  # the networks need the whole state
+        h = t.diff(dim=1).to(x.dtype)[start_seen]  # (P,)
+        x0, x1, seen1 = x[:, :-1][start_seen], x[:, 1:][start_seen], mask[:, 1:][start_seen]
+        nll = transition_nll(model, x0, x1, h, seen1)
+        return {"loss": nll, "transition_nll": nll.detach()}
+
+
+def transition_nll(model: Model, x0: Tensor, x1: Tensor, h: Tensor, observed: Tensor | None = None) -> Tensor:
+    """Mean negative Euler–Maruyama log-density −log N(x1; m(x0), h G Gᵀ(x0)) per transition and coordinate.
+
+    ``x0``, ``x1`` (P, D) flattened states, ``h`` (P,) steps, ``observed`` (P, D) which coordinates of x1
+    count (diagonal noise; general noise needs them all and drops transitions that lack any).
+    """
+    mean = x0
+    substeps = int(model.hparams.get("substeps", 1))
+    for _ in range(substeps):
+        mean = mean + (h / substeps)[:, None] * model.drift(mean)
+    r = x1 - mean
+    observed = torch.ones_like(r, dtype=torch.bool) if observed is None else observed
+    if model.noise_type == "diagonal":
+        var = h[:, None] * model.diffusion(x0) ** 2
+        terms = 0.5 * (torch.log(2 * torch.pi * var) + r**2 / var)
+        w = observed.to(r.dtype)
+        return (terms * w).sum() / w.sum().clamp(min=1)
+    full = observed.all(-1)
+    r, x0, h = r[full], x0[full], h[full]
+    d = r.shape[-1]
+    floor = model.min_diffusion**2 * torch.eye(d, dtype=r.dtype, device=r.device)
+    cov = h[:, None, None] * (model.covariance(x0) + floor)
+    chol = torch.linalg.cholesky(cov)
+    white = torch.linalg.solve_triangular(chol, r[..., None], upper=False)[..., 0]
+    logdet = 2 * chol.diagonal(dim1=-2, dim2=-1).log().sum(-1)
+    nll = 0.5 * (d * torch.log(torch.tensor(2 * torch.pi, dtype=r.dtype)) + logdet + (white**2).sum(-1))
+    return nll.sum() / (d * max(len(r), 1))
+
+
+def transition_scales(t: Tensor, x: Tensor, mask: Tensor) -> tuple[float | None, Tensor]:
+    """The median step of trajectories ``t`` (N, T) and a robust diffusion scale per coordinate of ``x``
+    (N, T, *S): 1.4826 · median |x_{k+1} − 2 x_k + x_{k−1}| / sqrt(2 h) over fully observed triples
+    (None and ones when there are none)."""
+    x, mask = x.flatten(2).double(), mask.flatten(2)
+    d = x.shape[-1]
+    if x.shape[1] < 3:
+        return None, torch.ones(d, dtype=torch.float64)
+    h = t.diff(dim=1).double()
+    seen = mask.all(-1)
+    triple = seen[:, 2:] & seen[:, 1:-1] & seen[:, :-2]
+    if not bool(triple.any()):
+        return None, torch.ones(d, dtype=torch.float64)
+    second = (x[:, 2:] - 2 * x[:, 1:-1] + x[:, :-2])[triple]
+    step = float(h[:, :-1][triple].median())
+    return step, 1.4826 * second.abs().median(0).values / (2 * step) ** 0.5
+
+
 #: Objective name -> class. A model names its own (``Model.objective``); the config may choose another.
 OBJECTIVES: dict[str, type[Objective]] = {"trajectory_matching": TrajectoryMatching, "elbo": ELBO,
                                           "sequence_prediction": SequencePrediction,
-                                          "kinetics_matching": KineticsMatching}
+                                          "kinetics_matching": KineticsMatching,
+                                          "transition_likelihood": TransitionLikelihood}
 
 
 def objective_class(name: str) -> type[Objective]:

@@ -26,6 +26,12 @@ ROLLOUT_STEPS = 2_000
 ROLLOUT_WINDOW = 12
 #: Batches of at most this many windows; smaller data sets train full-batch.
 BATCH = 1024
+#: Optimiser steps of the transition likelihood (SDE models): the noise intensity converges more slowly
+#: than the drift, since each transition holds one draw of the noise.
+TRANSITION_STEPS = 3_000
+#: Windows per batch of the transition likelihood: 256 windows of 12 are about 2 800 transitions, plenty for
+#: a gradient of the likelihood at a quarter of the cost of a full batch (measured on the Langevin pendulum).
+TRANSITION_BATCH = 256
 #: Estimated measurement noise above this fraction of the states' spread counts as noisy.
 NOISY = 0.01
 #: Sequence models (objectives elbo, sequence_prediction): optimiser steps on sequences of up to
@@ -80,7 +86,7 @@ def choose(traj: Trajectories, objective: str, config: Mapping[str, Any]) -> tup
     """
     if objective == "kinetics_matching":
         return _kinetics(traj, config)
-    if objective not in ("trajectory_matching", *SEQUENCE_OBJECTIVES):
+    if objective not in ("trajectory_matching", "transition_likelihood", *SEQUENCE_OBJECTIVES):
         return {}, []
     chosen: dict[str, dict[str, Any]] = {"data": {}, "objective": {}, "training": {}}
     reasons: list[str] = []
@@ -93,6 +99,9 @@ def choose(traj: Trajectories, objective: str, config: Mapping[str, Any]) -> tup
 
     if objective in SEQUENCE_OBJECTIVES:
         _sequence_recipe(traj, objective, config, put, reasons)
+        return {section: values for section, values in chosen.items() if values}, reasons
+    if objective == "transition_likelihood":
+        _transitions(traj, config, put, reasons)
         return {section: values for section, values in chosen.items() if values}, reasons
 
     n, n_t = traj.n_trajectories, traj.n_times
@@ -234,3 +243,26 @@ def _kinetics(traj: Trajectories, config: Mapping[str, Any]) -> tuple[dict[str, 
     put("training", "lr", 3e-3 if network else 1e-2)
     put("training", "schedule", "cosine")
     return {section: values for section, values in chosen.items() if values}, reasons
+
+
+def _transitions(traj: Trajectories, config: Mapping[str, Any], put, reasons: list[str]) -> None:
+    """The recipe of the transition likelihood: windows that share their ends (each transition once), a
+    budget of optimiser steps, a cosine schedule."""
+    n, n_t = traj.n_trajectories, traj.n_times
+    window = config["data"]["window"] if _given(config, "data", "window") else min(ROLLOUT_WINDOW, n_t)
+    if put("data", "window", window) | put("data", "stride", max(window - 1, 1)):
+        reasons.append(f"an SDE: the transitions of windows of {window} samples sharing their ends, so an "
+                       f"epoch visits each step once (data.window={window}, "
+                       f"data.stride={max(window - 1, 1)})")
+    windows = n * max(1, math.ceil((n_t - 1) / max(window - 1, 1)))
+    batch = min(TRANSITION_BATCH, windows)
+    put("data", "batch_size", batch)
+    batch = config["data"]["batch_size"] if _given(config, "data", "batch_size") else batch
+    per_epoch = max(1, math.ceil(0.8 * windows / batch))
+    epochs = max(10, min(2000, math.ceil(TRANSITION_STEPS / per_epoch)))
+    if put("training", "max_epochs", epochs):
+        reasons.append(f"{epochs} epochs of about {per_epoch} batches of {batch}: about {epochs * per_epoch} "
+                       "optimiser steps (training.max_epochs)")
+    put("training", "lr", 3e-3)
+    if put("training", "schedule", "cosine"):
+        reasons.append("the learning rate anneals to 0 over the run (training.schedule=cosine)")
