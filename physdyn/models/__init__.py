@@ -14,10 +14,22 @@ from typing import Any
 
 from ..solvers import TORCHDIFFEQ_METHODS
 from ._base import Model, VectorFieldModel, as_state_shape
+from ._fields import StepModel
 from .hnn import HamiltonianNN
 from .node import NeuralODE
+from .pde_cnn import HamiltonianCNN, HyperbolicCNN, ParabolicCNN
+from .pde_net import PDENet
+from .unet import UNet
 
-_REGISTRY: dict[str, type[Model]] = {"node": NeuralODE, "hnn": HamiltonianNN}
+_REGISTRY: dict[str, type[Model]] = {
+    "node": NeuralODE,
+    "hnn": HamiltonianNN,
+    "parabolic_cnn": ParabolicCNN,
+    "hyperbolic_cnn": HyperbolicCNN,
+    "hamiltonian_cnn": HamiltonianCNN,
+    "pde_net": PDENet,
+    "unet": UNet,
+}
 
 
 def names() -> list[str]:
@@ -53,9 +65,15 @@ def get(name: str, state_shape: int | Sequence[int], **hparams: Any) -> Model:
 
 __all__ = [
     "TORCHDIFFEQ_METHODS",
+    "HamiltonianCNN",
     "HamiltonianNN",
+    "HyperbolicCNN",
     "Model",
     "NeuralODE",
+    "PDENet",
+    "ParabolicCNN",
+    "StepModel",
+    "UNet",
     "VectorFieldModel",
     "defaults",
     "get",

@@ -10,7 +10,7 @@ and RUN_DIR.
 from ._config import DEFAULTS, default_config, load_config, merge, parse_assignments, save_config
 from ._learned import LearnedModel, load_run
 from ._module import DynamicsModule
-from ._objectives import OBJECTIVES, Objective, TrajectoryMatching, masked_mse, objective_class
+from ._objectives import OBJECTIVES, Objective, TrajectoryMatching, UnrolledSteps, masked_mse, objective_class
 from ._run import FitPlan, fit, prepare
 
 __all__ = [
@@ -21,6 +21,7 @@ __all__ = [
     "LearnedModel",
     "Objective",
     "TrajectoryMatching",
+    "UnrolledSteps",
     "default_config",
     "fit",
     "load_config",

@@ -149,7 +149,7 @@ def prepare(config: dict[str, Any], run_dir: str | os.PathLike | None = None, *,
     traj = load(data_path, states=data_cfg["states"], times=data_cfg["times"], layout=data_cfg["layout"],
                 mask=data_cfg["mask"], missing=data_cfg["missing"])
     source_system(traj)  # a file that names a bundled system must fit it
-    recipe, reasons = choose_recipe(traj, objective_name, config)
+    recipe, reasons = choose_recipe(traj, objective_name, config, known_hparams)
     for section, values in recipe.items():  # only what the config leaves open
         cfg[section].update(values)
     L.seed_everything(seed, verbose=False)  # before the model, whose initial weights it fixes
