@@ -45,7 +45,7 @@ class _ResidualPDECNN(StepModel):
 
     kinds: int = 1  # weight sets (K, b) per layer
 
-    def __init__(self, state_shape: int | Sequence[int], width: int = 32, depth: int = 4, h: float = 0.5,
+    def __init__(self, state_shape: int | Sequence[int], width: int = 16, depth: int = 3, h: float = 0.5,
                  kernel_size: int = 3, activation: str = "tanh", stable: bool = False,
                  history: int = 1) -> None:
         super().__init__(state_shape, history=history, width=width, depth=depth, h=h,

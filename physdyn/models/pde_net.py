@@ -97,7 +97,7 @@ class PDENet(StepModel):
     """
 
     def __init__(self, state_shape: int | Sequence[int], kernel_size: int = 5, accuracy: int = 2,
-                 width: int = 64, depth: int = 2, activation: str = "tanh", substeps: int = 4,
+                 width: int = 32, depth: int = 2, activation: str = "tanh", substeps: int = 2,
                  dx: float = 1.0, advection: bool = True) -> None:
         super().__init__(state_shape, history=1, kernel_size=kernel_size, accuracy=accuracy, width=width,
                          depth=depth, activation=activation, substeps=substeps, dx=dx, advection=advection)

@@ -33,7 +33,7 @@ class UNet(StepModel):
     a block of two convolutions on the concatenated features.
     """
 
-    def __init__(self, state_shape: int | Sequence[int], width: int = 16, levels: int = 2,
+    def __init__(self, state_shape: int | Sequence[int], width: int = 8, levels: int = 2,
                  activation: str = "gelu", history: int = 1) -> None:
         super().__init__(state_shape, history=history, width=width, levels=levels, activation=activation)
         check_positive_int("width", width)

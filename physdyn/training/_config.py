@@ -42,6 +42,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     },
     "training": {
         "max_epochs": 100,
+        "max_time": None,  # stop after this many seconds of training (None: no limit)
         "seed": 0,  # seeds the split, the weights and the order of the windows
         "optimizer": "adam",  # adam | adamw
         "lr": 1e-3,

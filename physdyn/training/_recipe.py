@@ -31,8 +31,8 @@ NOISY = 0.01
 #: Next-frame models on fields: frames predicted per training window beyond the model's history, windows
 #: per batch, and optimiser steps (a 64 x 64 reaction-diffusion file trains in minutes on a laptop's CPU).
 UNROLL = 4
-FIELD_BATCH = 16
-FIELD_STEPS = 1_500
+FIELD_BATCH = 8
+FIELD_STEPS = 1_000
 
 
 def noise_level(traj: Trajectories) -> float:

@@ -241,7 +241,10 @@ def _trainer(cfg: dict[str, Any], run_dir: Path, monitor: str, has_val: bool) ->
         value = cfg[key]
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"training.{key} must be an integer >= 1, got {value!r}")
-    patience, clip = cfg["early_stopping_patience"], cfg["grad_clip"]
+    patience, clip, max_time = cfg["early_stopping_patience"], cfg["grad_clip"], cfg["max_time"]
+    if max_time is not None and (isinstance(max_time, bool) or not isinstance(max_time, int | float)
+                                 or not max_time > 0):
+        raise ValueError(f"training.max_time must be null or a number of seconds > 0, got {max_time!r}")
     if patience is not None and (isinstance(patience, bool) or not isinstance(patience, int) or patience < 1):
         raise ValueError(f"training.early_stopping_patience must be null or an integer >= 1: {patience!r}")
     if clip is not None and (isinstance(clip, bool) or not isinstance(clip, int | float) or not clip > 0):
@@ -259,6 +262,7 @@ def _trainer(cfg: dict[str, Any], run_dir: Path, monitor: str, has_val: bool) ->
     try:
         return L.Trainer(
             max_epochs=cfg["max_epochs"], accelerator=cfg["accelerator"], devices=cfg["devices"],
+            max_time=None if max_time is None else {"seconds": float(max_time)},
             strategy=cfg["strategy"], precision=cfg["precision"], gradient_clip_val=clip,
             callbacks=callbacks, logger=_AppendingCSVLogger(run_dir, name="logs", version=""),
             enable_progress_bar=bool(cfg["progress_bar"]), log_every_n_steps=cfg["log_every_n_steps"],
