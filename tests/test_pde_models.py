@@ -204,3 +204,19 @@ def test_unrolled_steps_checks_its_windows_and_grid():
         UnrolledSteps(model, WindowDataset(uneven, 4))
     with pytest.raises(ValueError, match=r"step\) model"):
         UnrolledSteps(models.get("node", (4,)))
+
+
+def test_fno_says_in_one_line_how_to_install_its_package(monkeypatch):
+    monkeypatch.setitem(__import__("sys").modules, "neuralop.models", None)  # as if not installed
+    with pytest.raises(ValueError, match=r'neuraloperator package: pip install -e "\.\[operators\]"'):
+        models.get("fno", (2, 8, 8))
+
+
+def test_fno_predicts_on_fields_when_installed():
+    pytest.importorskip("neuralop")
+    torch.manual_seed(0)
+    model = models.get("fno", (2, 8, 8), history=2)
+    model.set_time_step(0.1)
+    out = model.predict(torch.tensor([0.0, 0.1]), torch.randn(3, 2, 2, 8, 8), None, torch.tensor([0.1, 0.3]))
+    assert out.shape == (3, 1, 2, 2, 8, 8) and torch.isfinite(out).all()
+    assert "_metadata" not in model.state_dict()

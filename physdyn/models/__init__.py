@@ -15,6 +15,7 @@ from typing import Any
 from ..solvers import TORCHDIFFEQ_METHODS
 from ._base import Model, VectorFieldModel, as_state_shape
 from ._fields import StepModel
+from .fno import FNO
 from .hnn import HamiltonianNN
 from .node import NeuralODE
 from .pde_cnn import HamiltonianCNN, HyperbolicCNN, ParabolicCNN
@@ -29,6 +30,7 @@ _REGISTRY: dict[str, type[Model]] = {
     "hamiltonian_cnn": HamiltonianCNN,
     "pde_net": PDENet,
     "unet": UNet,
+    "fno": FNO,
 }
 
 
@@ -64,6 +66,7 @@ def get(name: str, state_shape: int | Sequence[int], **hparams: Any) -> Model:
 
 
 __all__ = [
+    "FNO",
     "TORCHDIFFEQ_METHODS",
     "HamiltonianCNN",
     "HamiltonianNN",

@@ -71,6 +71,8 @@ class Model(nn.Module):
     context: ClassVar[str] = "last_state"
     state_rank: ClassVar[int | None] = None
     state_ranks: ClassVar[tuple[int, ...] | None] = None
+    #: Optional packages the family needs (import names); building it without them raises ValueError.
+    requires: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, state_shape: int | Sequence[int], **hparams: Any) -> None:
         super().__init__()

@@ -229,7 +229,11 @@ def _dry_run(module: DynamicsModule, dm: TrajectoryDataModule, dtype: torch.dtyp
     """The loss of a few training windows, so a bad method or model fails now, not in the first epoch."""
     dataset = dm.datasets["train"]
     batch = default_collate([dataset[i] for i in range(min(4, len(dataset)))])
-    module.to(dtype)
+    # Not module.to(dtype), which would drop the imaginary part of complex weights (Fourier layers): real
+    # tensors take the precision, complex ones its complex counterpart.
+    complex_dtype = torch.complex128 if dtype == torch.float64 else torch.complex64
+    module._apply(lambda t: t.to(dtype) if t.is_floating_point() else t.to(complex_dtype) if t.is_complex()
+                  else t)
     with torch.no_grad():
         loss = module.losses(batch)["loss"]
     if not torch.isfinite(loss):
