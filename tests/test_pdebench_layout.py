@@ -68,3 +68,15 @@ def test_fit_reads_a_pdebench_file_from_the_command_line(tmp_path):
                  "--model", "unet", "--out", str(tmp_path / "run"), "--max-epochs", "1",
                  "--set", "training.progress_bar=false"])
     assert code == 0
+
+
+def test_the_data_format_snippet_runs(tmp_path, monkeypatch):
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "data-format.md").read_text()
+    (snippet,) = [b for b in re.findall(r"```python\n(.*?)```", text, flags=re.S) if "THWC" in b]
+    monkeypatch.chdir(tmp_path)
+    scope: dict = {}
+    exec(snippet, scope)
+    assert tuple(scope["traj"].states.shape) == (2, 101, 2, 8, 8)
