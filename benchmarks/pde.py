@@ -69,7 +69,7 @@ def run_one(args: tuple) -> dict:
 
     config = merge({"data": {"path": str(train_path), "split": [0.875, 0.125, 0.0]},
                     "model": {"name": model, **hparams},
-                    "training": {"max_epochs": 10_000, "max_time": budget, "schedule": "none",
+                    "training": {"max_epochs": 10_000, "max_time": _hms(budget), "schedule": "none",
                                  "progress_bar": False, "log_every_n_steps": 1_000_000}}, extra)
     run_dir = Path(folder) / name.replace(" ", "_")
     start = time.perf_counter()
@@ -85,6 +85,12 @@ def run_one(args: tuple) -> dict:
     if model == "pde_net":
         row["diffusion"] = learned.model.diffusion_coefficients().tolist()
     return row
+
+
+def _hms(seconds: float) -> str:
+    """Seconds as training.max_time's "HH:MM:SS" (whole seconds)."""
+    s = max(1, round(seconds))
+    return f"{s // 3600:02d}:{s % 3600 // 60:02d}:{s % 60:02d}"
 
 
 def _system(data):

@@ -1,6 +1,7 @@
 """The ``physdyn`` command. Each subcommand lives in ``physdyn/commands/<name>.py``.
 
-Exit status: 0 success, 2 bad input (one line on stderr, no traceback, nothing half-written), 1 otherwise.
+Exit status: 0 success, 2 bad input (one line on stderr, no traceback, nothing half-written), 130 interrupted,
+141 output pipe closed early (``physdyn models --json | head``), 1 otherwise.
 """
 
 from __future__ import annotations
@@ -34,7 +35,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)  # argparse itself exits 2 on a malformed command line
     try:
-        return int(args.run(args) or 0)
+        status = int(args.run(args) or 0)
+        sys.stdout.flush()  # inside the try: a closed pipe is found here, not at interpreter exit
+        return status
     except UsageError as err:
         print(f"physdyn {args.command}: error: {err}", file=sys.stderr)
         return 2
@@ -49,6 +52,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("physdyn: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader went away (`physdyn models --json | head`): stop quietly, as a command killed by
+        # SIGPIPE does. stdout is pointed at devnull so that flushing it at exit does not raise again
+        # (the recipe of Python's signal documentation).
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + 13  # 141: the shell's status for a command ended by SIGPIPE
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ examples:
   physdyn fit pdebench.h5 --states "*/data" --times "*/grid/t" --layout THWC --model unet --out runs/pde
   physdyn fit --config runs/lorenz/config.yaml --out runs/lorenz-again     # rerun a run
   physdyn fit --out runs/lorenz --resume --max-epochs 200                   # continue a run
+  physdyn fit lorenz.h5 --model node --out runs/quick --max-time 00:05:00   # at most 5 minutes
   physdyn fit lorenz.h5 --model node --out runs/ddp --devices 2 --strategy ddp
 
 Settings come from the defaults, then --config FILE.yaml (a relative data.path in it is relative to the
@@ -47,6 +48,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    help="run folder (new or empty, unless --resume)")
     p.add_argument("--max-epochs", type=int, metavar="E",
                    help="number of training epochs (default: the recipe's, for a budget of optimiser steps)")
+    p.add_argument("--max-time", metavar="HH:MM:SS",
+                   help="stop training after this wall time (DD:HH:MM:SS also; training.max_time)")
     p.add_argument("--config", metavar="FILE.yaml",
                    help="settings file with sections data, model, objective, training")
     p.add_argument("--states", metavar="KEY", help="dataset path of the states (default: states)")
@@ -86,8 +89,8 @@ def build_config(args: argparse.Namespace) -> dict[str, Any]:
         "data": {"path": args.data, "states": args.states, "times": args.times, "layout": args.layout,
                  "mask": args.mask, "missing": args.missing},
         "model": {"name": args.model},
-        "training": {"max_epochs": args.max_epochs, "devices": devices, "strategy": args.strategy,
-                     "seed": args.seed},
+        "training": {"max_epochs": args.max_epochs, "max_time": args.max_time, "devices": devices,
+                     "strategy": args.strategy, "seed": args.seed},
     }
     given = {section: {k: v for k, v in values.items() if v is not None}
              for section, values in options.items()}

@@ -13,7 +13,7 @@ from torch import Tensor
 
 from ._trajectories import Trajectories
 
-NORMALIZATIONS = ("standard", "channel", "scale", "none")
+NORMALIZATIONS = ("standard", "channel", "scale", "species", "none")
 
 
 @dataclass(frozen=True)
@@ -30,6 +30,9 @@ class Normalizer:
     - ``"scale"``: no shift and one scale for all components, the root mean square of the states. A map that
       scales every coordinate by the same factor keeps Hamilton's equations Hamiltonian (H becomes H/s²);
       one with different scales on q and p does not, so this is the kind for Hamiltonian models;
+    - ``"species"``: no shift and one scale per component, its largest magnitude: concentrations spanning
+      decades (1e-5 beside 1) all become O(1), and zero stays zero (a shift would move it, and with it
+      the sign a concentration must keep);
     - ``"none"``: the identity.
 
     Because the map is affine, a time derivative transforms with the scale alone: dz/dt = (dx/dt) / std.
@@ -95,6 +98,9 @@ class Normalizer:
             std_c = torch.where(std_y > 1e-12, std_y * size.flatten(), size.flatten())
             mean = mean_c.repeat_interleave(d // channels)
             std = std_c.repeat_interleave(d // channels)
+        elif kind == "species":
+            largest = x.abs().amax(0)
+            std = torch.where(largest > 0, largest, torch.ones_like(largest))
         elif kind == "scale":
             size = _magnitude(x.abs().amax())
             rms = ((x / size) ** 2).sum().div(count.sum()).sqrt() * size

@@ -2,10 +2,11 @@
 
 Rollout metrics (``rmse``, ``nrmse``, ``normalized_error``, ``valid_prediction_time``) take ``mask=`` (True
 where the truth is observed); physics metrics take the energy or weights they judge; statistical metrics
-pool the visited states. Dynamical invariants of a system or a model, ``largest_lyapunov_exponent(obj, x0,
-...)`` and ``lyapunov_spectrum``, take the object itself. Field metrics as PDEBench defines them
-(``pdebench_rmse``; ``pdebench_nrmse``, PDEBench's relative nRMSE, kept apart from physdyn's σ-normalised
-``nrmse``; ``crmse``, ``brmse``, ``frmse``) take fields (N, T, C, *space) and return (T, C).
+pool the visited states; ``interval_coverage`` judges the spread of sampled predictions (N, K, T, *S).
+Dynamical invariants of a system or a model, ``largest_lyapunov_exponent(obj, x0, ...)`` and
+``lyapunov_spectrum``, take the object itself. Field metrics as PDEBench defines them (``pdebench_rmse``;
+``pdebench_nrmse``, PDEBench's relative nRMSE, kept apart from physdyn's σ-normalised ``nrmse``; ``crmse``,
+``brmse``, ``frmse``) take fields (N, T, C, *space) and return (T, C).
 """
 
 from ._fields import (
@@ -19,6 +20,7 @@ from ._fields import (
     pdebench_nrmse,
     pdebench_rmse,
 )
+from ._intervals import interval_coverage
 from ._lyapunov import largest_lyapunov_exponent, lyapunov_spectrum
 from ._physics import energies, energy_drift, energy_error, mass_error, positivity_violation
 from ._rollout import (
@@ -48,6 +50,7 @@ __all__ = [
     "energy_drift",
     "energy_error",
     "horizon_reached",
+    "interval_coverage",
     "largest_lyapunov_exponent",
     "lyapunov_spectrum",
     "lyapunov_times",

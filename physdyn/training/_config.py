@@ -42,7 +42,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     },
     "training": {
         "max_epochs": 100,
-        "max_time": None,  # stop after this many seconds of training (None: no limit)
+        "max_time": None,  # stop after this wall time, "HH:MM:SS" or "DD:HH:MM:SS" (None: no limit)
         "seed": 0,  # seeds the split, the weights and the order of the windows
         "optimizer": "adam",  # adam | adamw
         "lr": 1e-3,
@@ -56,6 +56,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "precision": "32-true",  # 32-true | 64-true
         "log_every_n_steps": 10,
         "progress_bar": True,
+        "logger": "csv",  # csv (logs/metrics.csv) | tensorboard (also TensorBoard files in logs/tensorboard)
     },
 }
 

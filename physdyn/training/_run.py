@@ -7,6 +7,7 @@ its files are written and Lightning trains.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import signal
@@ -21,7 +22,7 @@ import torch
 from lightning.fabric.loggers.logger import rank_zero_experiment
 from lightning.fabric.utilities.rank_zero import rank_zero_only
 from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
-from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 from torch.utils.data import default_collate
 
@@ -32,6 +33,7 @@ from ._config import check_keys, default_config, load_config, merge, save_config
 from ._learned import read_checkpoint, state_dict_problem
 from ._module import DynamicsModule
 from ._objectives import objective_class
+from ._progress import RunProgressBar, parse_duration
 from ._recipe import choose as choose_recipe
 from ._source import source_system
 
@@ -253,6 +255,8 @@ def _trainer(cfg: dict[str, Any], run_dir: Path, monitor: str, has_val: bool) ->
         raise ValueError(f"training.early_stopping_patience must be null or an integer >= 1: {patience!r}")
     if clip is not None and (isinstance(clip, bool) or not isinstance(clip, int | float) or not clip > 0):
         raise ValueError(f"training.grad_clip must be null or a number > 0, got {clip!r}")
+    max_time = parse_duration(cfg["max_time"])
+    loggers = [_AppendingCSVLogger(run_dir, name="logs", version=""), *_extra_loggers(cfg["logger"], run_dir)]
     # Two checkpoints, two callbacks: Lightning's save_last writes last.ckpt only when a best checkpoint is
     # saved, so last.ckpt would hold the best epoch, and a resume would restart from there.
     callbacks: list[L.Callback] = [
@@ -263,12 +267,13 @@ def _trainer(cfg: dict[str, Any], run_dir: Path, monitor: str, has_val: bool) ->
     ]
     if patience is not None:
         callbacks.append(EarlyStopping(monitor=monitor, patience=patience, mode="min"))
+    if cfg["progress_bar"]:
+        callbacks.append(RunProgressBar())
     try:
         return L.Trainer(
-            max_epochs=cfg["max_epochs"], accelerator=cfg["accelerator"], devices=cfg["devices"],
-            max_time=None if max_time is None else {"seconds": float(max_time)},
-            strategy=cfg["strategy"], precision=cfg["precision"], gradient_clip_val=clip,
-            callbacks=callbacks, logger=_AppendingCSVLogger(run_dir, name="logs", version=""),
+            max_epochs=cfg["max_epochs"], max_time=max_time, accelerator=cfg["accelerator"],
+            devices=cfg["devices"], strategy=cfg["strategy"], precision=cfg["precision"],
+            gradient_clip_val=clip, callbacks=callbacks, logger=loggers,
             enable_progress_bar=bool(cfg["progress_bar"]), log_every_n_steps=cfg["log_every_n_steps"],
             default_root_dir=run_dir, num_sanity_val_steps=0, limit_val_batches=None if has_val else 0,
             # The windows' sampler already shards by process (TrajectoryDataModule); Hamiltonian models
@@ -282,6 +287,18 @@ def _trainer(cfg: dict[str, Any], run_dir: Path, monitor: str, has_val: bool) ->
         if isinstance(err, ValueError | TypeError) or type(err).__name__ == "MisconfigurationException":
             raise ValueError(f"training settings rejected: {' '.join(str(err).split())}") from None
         raise
+
+
+def _extra_loggers(name: object, run_dir: Path) -> list[Logger]:
+    """Loggers besides the CSV file every run keeps (logs/metrics.csv is the run's own record)."""
+    if name == "csv":
+        return []
+    if name != "tensorboard":
+        raise ValueError(f"training.logger must be csv or tensorboard, got {name!r}")
+    if importlib.util.find_spec("tensorboard") is None and importlib.util.find_spec("tensorboardX") is None:
+        raise ValueError("training.logger=tensorboard needs the tensorboard package: "
+                         "pip install -c constraints.txt -e \".[tensorboard]\"")
+    return [TensorBoardLogger(run_dir / "logs", name="tensorboard", version="", default_hp_metric=False)]
 
 
 class _AppendingWriter(ExperimentWriter):
