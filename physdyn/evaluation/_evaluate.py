@@ -19,6 +19,7 @@ from torch import Tensor
 from .. import metrics as M
 from ..data import Trajectories
 from ..solvers import rk_integrate
+from ._fields import field_metrics, is_field
 from ._report import check_report_dir, write_report
 from ._results import Report
 
@@ -211,6 +212,10 @@ def evaluate(
     metrics.update(point)
     if samples > 1:
         metrics["probabilistic"] = _probabilistic_metrics(pred, truth, c, metrics["scale"])
+    if is_field(data.state_shape):  # PDEBench's suite, over the forecast frames only
+        field = field_metrics(pred.mean(1), truth.states, truth.mask, c, truth.times(), system, notes)
+        if field is not None:
+            metrics["field"] = field
     if system is None and data.system != "custom":
         notes.append(f"no reference system given for data of system {data.system!r}: physics metrics use the "
                      "model's own energy, if any")
@@ -406,7 +411,9 @@ def _physics_metrics(model, system, pred: Tensor, truth: Trajectories, c: int,
     if "mass" in invariants:
         mass = M.mass_error(flat)
         metrics["mass_error"] = _summary(mass["max"], mass["final"])
-    unchecked = [name for name in invariants if name not in ("energy", "mass", "positivity")]
+    balance = ("mean_balance",) if "mean_balance" in metrics.get("field", {}) else ()
+    checked = ("energy", "mass", "positivity", *balance)
+    unchecked = [name for name in invariants if name not in checked]
     if unchecked:
         metrics["notes"].append(f"invariants of the system not checked here: {', '.join(unchecked)}")
     if "positivity" in invariants:

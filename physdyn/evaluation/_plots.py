@@ -10,6 +10,8 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
+from ._fields import is_field, write_field_plots
+
 if TYPE_CHECKING:
     from ._results import Report
 
@@ -38,6 +40,8 @@ def write_plots(report: Report, folder: Path) -> list[str]:
         _coverage(report, folder / "coverage.png")
     if len(report.truth.state_shape) > 1:
         _field_snapshot(report, folder / "fields.png")
+        if is_field(report.truth.state_shape):
+            notes += write_field_plots(report, folder)
         notes.append("field states: trajectories and phase portrait show spatial means per channel")
     return notes
 

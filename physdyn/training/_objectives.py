@@ -20,6 +20,7 @@ from torch.distributions import Normal, kl_divergence
 from torch.utils.data import Dataset
 
 from ..models import Model, VectorFieldModel
+from ..models._fields import StepModel
 from ..models._mlp import check_positive_int
 
 
@@ -148,6 +149,56 @@ class TrajectoryMatching(Objective):
         weights = {"derivative_loss": self.derivative_weight, "rollout_loss": self.rollout_weight}
         out["loss"] = sum(weights[k] * v for k, v in out.items())
         return out
+
+
+class UnrolledSteps(Objective):
+    """Multi-step unrolled loss of a next-frame model (on normalised fields).
+
+    Each training window of W frames gives the model its first ``history`` frames; the model steps on over
+    the remaining W − history frames, feeding its own predictions back, and the loss is the masked MSE of
+    those frames against the data. Unrolling trains the model on the inputs it meets in a forecast (its
+    own, imperfect frames) rather than only on clean one-step pairs.
+
+    ``pushforward`` = p > 0 is the pushforward trick (Brandstetter, Worrall, Welling, ICLR 2022): the first
+    p steps run without gradient and are not scored, so the later steps learn to correct the
+    distribution shift of the model's own frames without backpropagating through the whole unroll.
+
+    The model's time step is set from the training windows, which must lie on one uniform grid.
+    """
+
+    def __init__(self, model: Model, train: Dataset | None = None, *, pushforward: int = 0) -> None:
+        super().__init__()
+        if not isinstance(model, StepModel):
+            raise ValueError(f"the objective unrolled_steps needs a next-frame (step) model, not "
+                             f"{type(model).__name__}")
+        self.pushforward = check_positive_int("objective.pushforward", pushforward, minimum=0)
+        window = getattr(train, "window", None)
+        if window is not None and window < model.history + 1 + self.pushforward:
+            raise ValueError(f"data.window={window} leaves no scored step: the model reads {model.history} "
+                             f"frame(s) and objective.pushforward={self.pushforward} more go unscored, so "
+                             f"data.window must be at least {model.history + 1 + self.pushforward}")
+        t = getattr(train, "t", None)
+        if t is not None and t.shape[-1] > 1:
+            steps = t.diff(dim=-1)
+            dt = float(steps.median())
+            if not dt > 0 or float((steps - dt).abs().max()) > 1e-6 * max(abs(dt), 1e-300) + 1e-12:
+                raise ValueError("a next-frame model needs one uniform time grid: the steps of the data "
+                                 f"range from {float(steps.min()):g} to {float(steps.max()):g}")
+            model.set_time_step(dt)
+
+    def forward(self, model: Model, batch: dict[str, Tensor], *, epoch: int = 0,
+                step: int = 0) -> dict[str, Tensor]:
+        x, mask = batch["x"], batch["mask"]
+        h, p = model.history, self.pushforward
+        frames = x[:, :h]
+        if p:
+            with torch.no_grad():
+                ahead = model.unroll(frames, p)
+            frames = torch.cat([frames, ahead], 1)[:, -h:]
+        start = h + p
+        pred = model.unroll(frames, x.shape[1] - start)
+        loss = masked_mse(pred, x[:, start:], mask[:, start:])
+        return {"loss": loss, "unrolled_loss": loss.detach()}
 
 
 def _fraction(name: str, value: object, low: float = 0.0) -> float:
@@ -448,7 +499,8 @@ def transition_scales(t: Tensor, x: Tensor, mask: Tensor) -> tuple[float | None,
 OBJECTIVES: dict[str, type[Objective]] = {"trajectory_matching": TrajectoryMatching, "elbo": ELBO,
                                           "sequence_prediction": SequencePrediction,
                                           "kinetics_matching": KineticsMatching,
-                                          "transition_likelihood": TransitionLikelihood}
+                                          "transition_likelihood": TransitionLikelihood,
+                                          "unrolled_steps": UnrolledSteps}
 
 
 def objective_class(name: str) -> type[Objective]:
