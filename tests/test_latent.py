@@ -12,7 +12,7 @@ import torch
 from physdyn import models
 from physdyn.cli import main
 from physdyn.data import Trajectories, observe, save
-from physdyn.metrics import interval_coverage
+from physdyn.metrics import spread_coverage
 from physdyn.training import ELBO, SequencePrediction, kl_weight
 
 LATENT = ("latent_ode", "ode_rnn", "gru_dt")
@@ -133,17 +133,17 @@ def test_sequence_models_answer_a_query_before_reading_the_observation_at_its_ti
         assert torch.equal(pred, model.run(t, x, mask))
 
 
-def test_interval_coverage_of_exact_gaussian_samples_is_nominal():
+def test_spread_coverage_of_exact_gaussian_samples_is_nominal():
     g = torch.Generator().manual_seed(0)
     samples = torch.randn(200, 400, 3, 1, generator=g, dtype=torch.float64)
     truth = torch.randn(200, 3, 1, generator=g, dtype=torch.float64)
-    cover = interval_coverage(samples, truth)
+    cover = spread_coverage(samples, truth)
     assert cover.shape == (3,)
     # P(|Z| ≤ 2) = erf(2/√2) = 0.9545; the sample mean and std carry O(1/√K) error
     assert torch.allclose(cover, torch.full((3,), math.erf(2 / math.sqrt(2)), dtype=torch.float64), atol=0.03)
     mask = torch.zeros_like(truth, dtype=torch.bool)
     mask[:10] = True
-    assert torch.allclose(interval_coverage(samples, truth, mask=mask), interval_coverage(samples[:10],
+    assert torch.allclose(spread_coverage(samples, truth, mask=mask), spread_coverage(samples[:10],
                                                                                           truth[:10]))
 
 

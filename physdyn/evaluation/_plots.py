@@ -10,6 +10,8 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
+from ._fields import is_field, write_field_plots
+
 if TYPE_CHECKING:
     from ._results import Report
 
@@ -33,8 +35,13 @@ def write_plots(report: Report, folder: Path) -> list[str]:
         _energy(report, folder / "energy.png")
     if report.attractor is not None:
         _attractor(report, folder / "attractor.png")
+    if "probabilistic" in report.metrics:
+        _rank_histogram(report, folder / "rank_histogram.png")
+        _coverage(report, folder / "coverage.png")
     if len(report.truth.state_shape) > 1:
         _field_snapshot(report, folder / "fields.png")
+        if is_field(report.truth.state_shape):
+            notes += write_field_plots(report, folder)
         notes.append("field states: trajectories and phase portrait show spatial means per channel")
     return notes
 
@@ -125,6 +132,45 @@ def _observed_points(report: Report) -> np.ndarray | None:
     if mask is None or mask.ndim != 3:
         return None
     return mask.detach().cpu().numpy()
+
+
+def _rank_histogram(report: Report, path: Path) -> None:
+    """The rank of the truth among the K samples (a discrete PIT) over the forecast steps: flat when the
+    samples are calibrated, U-shaped when too narrow, hump-shaped when too wide, sloped when biased."""
+    freq = np.asarray(report.metrics["probabilistic"]["rank_histogram"], dtype=float)
+    fig = Figure(figsize=(6, 3.6), layout="constrained")
+    ax = fig.subplots()
+    ax.bar(np.arange(len(freq)), freq, width=0.9, color="tab:blue")
+    ax.axhline(1 / len(freq), color="black", ls="--", lw=1, label="calibrated (uniform)")
+    ax.set_xlabel(f"rank of the truth among the {len(freq) - 1} samples")
+    ax.set_ylabel("frequency")
+    ax.legend(loc="best", fontsize=8)
+    fig.suptitle("Rank histogram over the forecast steps and coordinates")
+    _save(fig, path)
+
+
+def _coverage(report: Report, path: Path) -> None:
+    """Coverage of the central intervals of the samples against the horizon, beside the nominal levels."""
+    m = report.metrics
+    prob = m["probabilistic"]
+    t = np.asarray(m["times"], dtype=float)
+    ahead = slice(m.get("context", 1), len(t))
+    fig = Figure(figsize=(7, 3.6), layout="constrained")
+    ax = fig.subplots()
+    for level, colour in zip(prob["levels"], ("tab:blue", "tab:orange", "tab:green"), strict=False):
+        values = prob[f"coverage_{round(100 * level)}"]
+        y = np.array([np.nan if v is None else v for v in values], dtype=float)
+        ax.plot(t[ahead], y[ahead], color=colour, lw=1.5, label=f"{round(100 * level)} % interval")
+        ax.axhline(level, color=colour, ls="--", lw=1)
+    ax.set_ylim(0, 1.02)
+    _time_axis(ax, t)
+    ax.set_xlabel("elapsed " + _time_label(report))
+    ax.set_ylabel("coverage (dashed: nominal)")
+    ax.grid(True, alpha=0.3)
+    ax.legend(loc="best", fontsize=8)
+    fig.suptitle(f"Interval coverage against horizon ({m.get('samples')} samples, "
+                 f"{m.get('n_trajectories')} trajectories)")
+    _save(fig, path)
 
 
 def _trajectories(report: Report, path: Path) -> None:

@@ -166,6 +166,14 @@ def summary(metrics: dict[str, Any]) -> str:
     if m.get("vpt_lyapunov") is not None:
         vpt += f" = {_fmt(m['vpt_lyapunov'])} Lyapunov times"
     rows.append(("valid prediction time", vpt))
+    if "field" in m:
+        f = m["field"]
+        rows.append(("PDEBench nRMSE mean / final",
+                     f"{_fmt(f['nrmse']['mean'])} / {_fmt(f['nrmse']['final'])} "
+                     f"(cRMSE {_fmt(f['crmse']['mean'])}, bRMSE {_fmt(f['brmse']['mean'])})"))
+        if "mean_balance" in f:
+            rows.append(("mean-balance residual", "model " + ", ".join(map(_fmt, f["mean_balance"]["model"]))
+                         + "; true " + ", ".join(map(_fmt, f["mean_balance"]["true"]))))
     if "energy_drift" in m:
         drift = m["energy_drift"]
         rows.append((f"energy drift ({m.get('energy_source')} H)",
@@ -191,6 +199,12 @@ def summary(metrics: dict[str, Any]) -> str:
     if "attractor" in m:
         w = m["attractor"]["wasserstein"]
         rows.append(("attractor W1 per coordinate", ", ".join(_fmt(v) for v in w)))
+    if "probabilistic" in m:
+        f = m["probabilistic"]["forecast"]
+        rows.append((f"samples ({m.get('samples')}): crps / energy score", f"{_fmt(f['crps'])} / "
+                     f"{_fmt(f['energy_score'])} (mean over the forecast steps)"))
+        rows.append(("coverage of the 50 % / 90 % intervals", f"{_fmt(f['coverage_50'])} / "
+                     f"{_fmt(f['coverage_90'])}"))
     if m.get("diverged"):
         rows.append(("diverged rollouts", str(m["diverged"])))
     width = max(len(name) for name, _ in rows)

@@ -8,9 +8,11 @@ from torch import Tensor
 from ._rollout import _masked_mean, _weights
 
 
-def interval_coverage(samples: Tensor, true: Tensor, *, t: Tensor | None = None, mask: Tensor | None = None,
+def spread_coverage(samples: Tensor, true: Tensor, *, t: Tensor | None = None, mask: Tensor | None = None,
                       width: float = 2.0) -> Tensor:
     """The fraction of truth entries inside mean ± ``width`` · std of the samples, at each step; (T,).
+
+    (``interval_coverage`` is the same question for the central quantile interval of the samples.)
 
     Args:
         samples: (N, K, T, *S) K predictions per trajectory (K ≥ 2: the spread needs two).
@@ -27,7 +29,7 @@ def interval_coverage(samples: Tensor, true: Tensor, *, t: Tensor | None = None,
         raise ValueError(f"samples must have shape (N, K, T, *S) with (N, T, *S) = {tuple(true.shape)}, "
                          f"got {tuple(samples.shape)}")
     if samples.shape[1] < 2:
-        raise ValueError("interval_coverage needs at least 2 samples per trajectory (K >= 2)")
+        raise ValueError("spread_coverage needs at least 2 samples per trajectory (K >= 2)")
     mean, std = samples.mean(1), samples.std(1)
     inside = ((true - mean).abs() <= width * std).to(true.dtype)
     w = _weights(mask, true)
