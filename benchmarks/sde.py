@@ -151,6 +151,8 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, help="keep the files here (default: a temporary folder)")
     parser.add_argument("--only", nargs="+", choices=("pendulum", "lorenz", "ornstein_uhlenbeck"),
                         help="run these systems only")
+    parser.add_argument("--train-trajectories", type=int, metavar="N",
+                        help="training trajectories of every system (default: 64, 256 for OU)")
     args = parser.parse_args()
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="physdyn-sde-"))
     q = args.quick
@@ -164,6 +166,8 @@ def main() -> None:
     }
     if args.only:
         cases = {label: case for label, case in cases.items() if case[0] in args.only}
+    if args.train_trajectories:
+        cases = {label: (*case[:2], args.train_trajectories, *case[3:]) for label, case in cases.items()}
     rows = []
     for label, (name, options, n, t_end, dt, horizon) in cases.items():
         folder = workdir / name
