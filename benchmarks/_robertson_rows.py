@@ -66,10 +66,10 @@ def _error(states: np.ndarray, reference: np.ndarray) -> float:
     return float((np.abs(states - reference)[keep] / np.abs(reference)[keep]).max())
 
 
-def robertson_rows(quick: bool = False) -> list[dict]:
+def robertson_rows(quick: bool = False, n: int | None = None) -> list[dict]:
     """Rows: physdyn batched (two tolerances, the second the system's default), scipy BDF / Radau / LSODA
-    looped, and the reference check. ``quick`` uses 8 rate sets instead of 64."""
-    n = 8 if quick else 64
+    looped, and the reference check. ``quick`` uses 8 rate sets instead of 64; ``n`` sets the number."""
+    n = (8 if quick else 64) if n is None else n
     k = _rates(n)
     t = log_time_grid(1e11, 1e-6, 6).numpy()
     task = f"robertson, {n} rate sets, t in [0, 1e11], {len(t)} log-spaced outputs"

@@ -19,6 +19,7 @@ from torch import Tensor
 from .. import metrics as M
 from ..data import Trajectories
 from ..solvers import rk_integrate
+from ._fields import field_metrics, is_field
 from ._report import check_report_dir, write_report
 from ._results import Report
 
@@ -211,6 +212,10 @@ def evaluate(
     metrics.update(point)
     if samples > 1:
         metrics["probabilistic"] = _probabilistic_metrics(pred, truth, c, metrics["scale"])
+    if is_field(data.state_shape):  # PDEBench's suite, over the forecast frames only
+        field = field_metrics(pred.mean(1), truth.states, truth.mask, c, truth.times(), system, notes)
+        if field is not None:
+            metrics["field"] = field
     if system is None and data.system != "custom":
         notes.append(f"no reference system given for data of system {data.system!r}: physics metrics use the "
                      "model's own energy, if any")
@@ -252,6 +257,21 @@ def _overall(pred: Tensor, true: Tensor, mask: Tensor | None, scale: Tensor) -> 
     return {"rmse": float(M.rmse(p, y, mask=m)[0]), "nrmse": float(M.nrmse(p, y, scale=scale, mask=m)[0])}
 
 
+def _interval_coverage(pred: Tensor, true: Tensor, mask: Tensor | None, c: int, model) -> dict[str, Any]:
+    """How often the truth lies inside mean ± 2 std of the K samples: over the forecast, and over the
+    context where the model predicts it too."""
+    def overall(a: int, b: int) -> float:
+        p, y = pred[:, :, a:b], true[:, a:b]
+        flat = p.transpose(1, 2).reshape(-1, p.shape[1], 1, *p.shape[3:])  # every (trajectory, step) a row
+        m = None if mask is None else mask[:, a:b].reshape(-1, 1, *y.shape[2:])
+        return float(M.spread_coverage(flat, y.reshape(-1, 1, *y.shape[2:]), mask=m)[0])
+
+    out = {"width": 2.0, "forecast": overall(c, true.shape[1]) if c < true.shape[1] else None}
+    if c > 1 and getattr(model, "context", "last_state") == "sequence":
+        out["context"] = overall(0, c)
+    return out
+
+
 def _point_metrics(model, pred: Tensor, truth: Trajectories, data: Trajectories, c: int,
                    threshold: float) -> dict[str, Any]:
     n, k = pred.shape[:2]
@@ -286,6 +306,7 @@ def _point_metrics(model, pred: Tensor, truth: Trajectories, data: Trajectories,
     if k > 1:
         spread = pred.std(1).flatten(2).pow(2).mean((0, 2)).sqrt()
         out["ensemble_spread"] = spread.tolist()
+        out["interval_coverage"] = _interval_coverage(pred, true, mask, c, model)
     unobserved = int(rmse.isnan().sum())
     if unobserved:
         notes.append(f"{unobserved} of {len(rmse)} steps have no observed truth in any trajectory: "
@@ -361,7 +382,8 @@ def _physics_metrics(model, system, pred: Tensor, truth: Trajectories, c: int,
                      metrics: dict) -> tuple[Tensor, Tensor] | None:
     """Energy drift and error, mass and positivity along the forecasts (from the context's last sample on),
     where defined; returns the energies over the whole horizon for the plots."""
-    invariants = tuple(getattr(system, "invariants", ()))
+    # Without a reference system, the invariants the model itself declares (kinetics: mass, positivity).
+    invariants = tuple(getattr(system if system is not None else model, "invariants", ()))
     energy, source = None, None
     if system is not None and _has(system, "energy") and "energy" in invariants:
         energy, source = system.energy, "true"
@@ -389,14 +411,30 @@ def _physics_metrics(model, system, pred: Tensor, truth: Trajectories, c: int,
     if "mass" in invariants:
         mass = M.mass_error(flat)
         metrics["mass_error"] = _summary(mass["max"], mass["final"])
-    unchecked = [name for name in invariants if name not in ("energy", "mass", "positivity")]
+    balance = ("mean_balance",) if "mean_balance" in metrics.get("field", {}) else ()
+    checked = ("energy", "mass", "positivity", *balance)
+    unchecked = [name for name in invariants if name not in checked]
     if unchecked:
         metrics["notes"].append(f"invariants of the system not checked here: {', '.join(unchecked)}")
     if "positivity" in invariants:
         pos = M.positivity_violation(flat)
         metrics["positivity_violation"] = {"depth": float(pos["depth"].max()) + 0.0,  # no "-0"
-                                           "fraction": float(pos["fraction"].mean())}
+                                           "fraction": float(pos["fraction"].mean()),
+                                           "count": int((flat < 0).sum())}
+        metrics["species_error"] = _species_error(flat, true.repeat_interleave(k, 0), truth.state_names)
+    learned = getattr(getattr(model, "model", model), "learned_parameters", None)
+    if callable(learned):
+        metrics["learned_parameters"] = learned()
     return energies
+
+
+def _species_error(pred: Tensor, true: Tensor, names: tuple[str, ...]) -> dict[str, float]:
+    """Per species (state component): the worst over trajectories of max_t |x̂_i − x_i| / max_t |x_i|, the
+    error relative to the species' own range along its trajectory (concentrations spanning decades)."""
+    err = (pred - true).flatten(2).abs().amax(1) / true.flatten(2).abs().amax(1).clamp(min=1e-300)
+    worst = err.amax(0).tolist()
+    names = names if len(names) == len(worst) else tuple(f"x{i}" for i in range(len(worst)))
+    return dict(zip(names, worst, strict=True))
 
 
 def _summary(worst_in_time: Tensor, final: Tensor) -> dict[str, float]:

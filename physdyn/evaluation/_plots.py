@@ -10,6 +10,8 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
+from ._fields import is_field, write_field_plots
+
 if TYPE_CHECKING:
     from ._results import Report
 
@@ -38,6 +40,8 @@ def write_plots(report: Report, folder: Path) -> list[str]:
         _coverage(report, folder / "coverage.png")
     if len(report.truth.state_shape) > 1:
         _field_snapshot(report, folder / "fields.png")
+        if is_field(report.truth.state_shape):
+            notes += write_field_plots(report, folder)
         notes.append("field states: trajectories and phase portrait show spatial means per channel")
     return notes
 
@@ -122,6 +126,14 @@ def _error_vs_horizon(report: Report, path: Path) -> None:
     _save(fig, path)
 
 
+def _observed_points(report: Report) -> np.ndarray | None:
+    """(N, T, C) bool: the observed entries of vector states with a mask (None otherwise)."""
+    mask = report.truth.mask
+    if mask is None or mask.ndim != 3:
+        return None
+    return mask.detach().cpu().numpy()
+
+
 def _rank_histogram(report: Report, path: Path) -> None:
     """The rank of the truth among the K samples (a discrete PIT) over the forecast steps: flat when the
     samples are calibrated, U-shaped when too narrow, hump-shaped when too wide, sloped when biased."""
@@ -165,12 +177,20 @@ def _trajectories(report: Report, path: Path) -> None:
     times, truth, pred, names = _components(report)
     shown = min(N_SHOWN, truth.shape[0])
     n_comp = min(MAX_COMPONENTS, truth.shape[-1])
+    observed = _observed_points(report)
+    context = int(report.metrics.get("context", 1))
     fig = Figure(figsize=(4 * shown, 1.9 * n_comp + 0.8), layout="constrained")
     axes = np.atleast_2d(fig.subplots(n_comp, shown, sharex="col", squeeze=False))
     for j in range(shown):
         for i in range(n_comp):
             ax = axes[i, j]
+            # the truth where known (a masked file may hold NaN where nothing was observed)
             ax.plot(times[j], truth[j, :, i], label="true", **TRUE_STYLE)
+            if observed is not None and not observed[j, :, i].all():
+                seen = observed[j, :, i]
+                ax.plot(times[j][seen], truth[j, seen, i], "o", color="black", ms=3, label="observed")
+            if context > 1:
+                ax.axvline(times[j][context - 1], color="grey", ls=":", lw=1, label="end of context")
             samples = pred[j, :, :, i]
             if samples.shape[0] == 1:
                 ax.plot(times[j], samples[0], color="tab:orange", lw=1.4, ls="--", label="predicted")

@@ -149,10 +149,31 @@ def summary(metrics: dict[str, Any]) -> str:
             ("trajectories", f"{m.get('n_trajectories')}, horizon {m.get('horizon')} steps = "
                              f"{_fmt(span)} time units"),
             ("rmse / nrmse at the horizon", f"{_fmt(m.get('rmse_final'))} / {_fmt(m.get('nrmse_final'))}")]
+    if m.get("context_error"):
+        rows.append(("context rmse / nrmse", f"{_fmt(m['context_error']['rmse'])} / "
+                                            f"{_fmt(m['context_error']['nrmse'])} (first {m.get('context')} "
+                                            "samples, reconstructed)"))
+    if m.get("forecast") and m.get("context", 1) > 1:
+        ahead = m["forecast"]
+        rows.append(("forecast rmse / nrmse", f"{_fmt(ahead['rmse'])} / {_fmt(ahead['nrmse'])}"))
+    if m.get("interval_coverage"):
+        cover = m["interval_coverage"]
+        text = f"forecast {_fmt(cover.get('forecast'))}"
+        if cover.get("context") is not None:
+            text += f", context {_fmt(cover['context'])}"
+        rows.append(("truth inside mean ± 2 std", text + f" (of {m.get('samples')} samples)"))
     vpt = f"{_fmt(m.get('vpt'))} time units (median)"
     if m.get("vpt_lyapunov") is not None:
         vpt += f" = {_fmt(m['vpt_lyapunov'])} Lyapunov times"
     rows.append(("valid prediction time", vpt))
+    if "field" in m:
+        f = m["field"]
+        rows.append(("PDEBench nRMSE mean / final",
+                     f"{_fmt(f['nrmse']['mean'])} / {_fmt(f['nrmse']['final'])} "
+                     f"(cRMSE {_fmt(f['crmse']['mean'])}, bRMSE {_fmt(f['brmse']['mean'])})"))
+        if "mean_balance" in f:
+            rows.append(("mean-balance residual", "model " + ", ".join(map(_fmt, f["mean_balance"]["model"]))
+                         + "; true " + ", ".join(map(_fmt, f["mean_balance"]["true"]))))
     if "energy_drift" in m:
         drift = m["energy_drift"]
         rows.append((f"energy drift ({m.get('energy_source')} H)",
@@ -162,7 +183,15 @@ def summary(metrics: dict[str, Any]) -> str:
     if "mass_error" in m:
         rows.append(("mass error", f"max {_fmt(m['mass_error']['max'])}"))
     if "positivity_violation" in m:
-        rows.append(("positivity violation", f"depth {_fmt(m['positivity_violation']['depth'])}"))
+        pos = m["positivity_violation"]
+        rows.append(("positivity violation", f"depth {_fmt(pos['depth'])}"
+                     + (f", {pos['count']} negative values" if "count" in pos else "")))
+    if "species_error" in m:
+        rows.append(("error per species / its range", ", ".join(f"{name} {_fmt(v)}"
+                                                               for name, v in m["species_error"].items())))
+    for group, values in m.get("learned_parameters", {}).items():
+        rows.append((f"learned {group.replace('_', ' ')}", ", ".join(f"{name}: {_fmt(v)}"
+                                                                   for name, v in values.items())))
     if "lyapunov_max_model" in m or "lyapunov_max_true" in m:
         learned = _fmt(m["lyapunov_max_model"]) if "lyapunov_max_model" in m else "not computed"
         rows.append(("largest Lyapunov exponent", f"model {learned}, true {_fmt(m.get('lyapunov_max_true'))} "

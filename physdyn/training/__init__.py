@@ -11,10 +11,14 @@ from ._config import DEFAULTS, default_config, load_config, merge, parse_assignm
 from ._learned import LearnedModel, load_run
 from ._module import DynamicsModule
 from ._objectives import (
+    ELBO,
     OBJECTIVES,
     Objective,
+    SequencePrediction,
     TrajectoryMatching,
     TransitionLikelihood,
+    UnrolledSteps,
+    kl_weight,
     masked_mse,
     objective_class,
 )
@@ -22,15 +26,19 @@ from ._run import FitPlan, fit, prepare
 
 __all__ = [
     "DEFAULTS",
+    "ELBO",
     "OBJECTIVES",
     "DynamicsModule",
     "FitPlan",
     "LearnedModel",
     "Objective",
+    "SequencePrediction",
     "TrajectoryMatching",
     "TransitionLikelihood",
+    "UnrolledSteps",
     "default_config",
     "fit",
+    "kl_weight",
     "load_config",
     "load_run",
     "masked_mse",

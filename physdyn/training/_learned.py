@@ -36,7 +36,7 @@ class LearnedModel(nn.Module):
         params: the model's hyperparameters.
         capabilities, stochastic, context: the model's (see :class:`physdyn.models.Model`).
         system, system_params, state_names: what the training data says about its source.
-        invariants: ("energy",) for models with a learned energy, else ().
+        invariants: ("energy",) for models with a learned energy, and those the model declares.
         run_dir: the run folder it was loaded from (:func:`load_run`), or None.
     """
 
@@ -57,7 +57,9 @@ class LearnedModel(nn.Module):
         self.system = str(meta.get("system", "custom"))
         self.system_params = dict(meta.get("system_params", {}))
         self.state_names = tuple(meta.get("state_names", ()))
-        self.invariants: tuple[str, ...] = ("energy",) if "energy" in self.capabilities else ()
+        # A model may know invariants of its own (kinetics: the total concentration, positivity).
+        self.invariants: tuple[str, ...] = (("energy",) if "energy" in self.capabilities else ()) + tuple(
+            getattr(model, "invariants", ()))
 
     @property
     def _like(self) -> Tensor:

@@ -11,13 +11,16 @@ schedules and logs.
 from __future__ import annotations
 
 import inspect
+import math
 from typing import Any
 
 import torch
 from torch import Tensor, nn
+from torch.distributions import Normal, kl_divergence
 from torch.utils.data import Dataset
 
 from ..models import Model, VectorFieldModel
+from ..models._fields import StepModel
 from ..models._mlp import check_positive_int
 
 
@@ -148,6 +151,254 @@ class TrajectoryMatching(Objective):
         return out
 
 
+class UnrolledSteps(Objective):
+    """Multi-step unrolled loss of a next-frame model (on normalised fields).
+
+    Each training window of W frames gives the model its first ``history`` frames; the model steps on over
+    the remaining W − history frames, feeding its own predictions back, and the loss is the masked MSE of
+    those frames against the data. Unrolling trains the model on the inputs it meets in a forecast (its
+    own, imperfect frames) rather than only on clean one-step pairs.
+
+    ``pushforward`` = p > 0 is the pushforward trick (Brandstetter, Worrall, Welling, ICLR 2022): the first
+    p steps run without gradient and are not scored, so the later steps learn to correct the
+    distribution shift of the model's own frames without backpropagating through the whole unroll.
+
+    The model's time step is set from the training windows, which must lie on one uniform grid.
+    """
+
+    def __init__(self, model: Model, train: Dataset | None = None, *, pushforward: int = 0) -> None:
+        super().__init__()
+        if not isinstance(model, StepModel):
+            raise ValueError(f"the objective unrolled_steps needs a next-frame (step) model, not "
+                             f"{type(model).__name__}")
+        self.pushforward = check_positive_int("objective.pushforward", pushforward, minimum=0)
+        window = getattr(train, "window", None)
+        if window is not None and window < model.history + 1 + self.pushforward:
+            raise ValueError(f"data.window={window} leaves no scored step: the model reads {model.history} "
+                             f"frame(s) and objective.pushforward={self.pushforward} more go unscored, so "
+                             f"data.window must be at least {model.history + 1 + self.pushforward}")
+        t = getattr(train, "t", None)
+        if t is not None and t.shape[-1] > 1:
+            steps = t.diff(dim=-1)
+            dt = float(steps.median())
+            if not dt > 0 or float((steps - dt).abs().max()) > 1e-6 * max(abs(dt), 1e-300) + 1e-12:
+                raise ValueError("a next-frame model needs one uniform time grid: the steps of the data "
+                                 f"range from {float(steps.min()):g} to {float(steps.max()):g}")
+            model.set_time_step(dt)
+
+    def forward(self, model: Model, batch: dict[str, Tensor], *, epoch: int = 0,
+                step: int = 0) -> dict[str, Tensor]:
+        x, mask = batch["x"], batch["mask"]
+        h, p = model.history, self.pushforward
+        frames = x[:, :h]
+        if p:
+            with torch.no_grad():
+                ahead = model.unroll(frames, p)
+            frames = torch.cat([frames, ahead], 1)[:, -h:]
+        start = h + p
+        pred = model.unroll(frames, x.shape[1] - start)
+        loss = masked_mse(pred, x[:, start:], mask[:, start:])
+        return {"loss": loss, "unrolled_loss": loss.detach()}
+
+
+def _fraction(name: str, value: object, low: float = 0.0) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= 1:
+        raise ValueError(f"objective.{name} must be a number from {low:g} to 1, got {value!r}")
+    return float(value)
+
+
+def context_cut(mask: Tensor, probability: float, shortest: float) -> Tensor:
+    """``mask`` (B, L, *S) with, for a random ``probability`` share of the sequences, every sample from a
+    random cut on hidden: the observations a model may read when it must forecast the rest.
+
+    The cut leaves the first ⌈``shortest`` · L⌉ to L samples (uniform), drawn from torch's global generator
+    (seeded by ``fit``). Training on such cuts teaches a sequence model to predict past its context, which
+    is what an extrapolation asks; reading every observation only teaches it to fill gaps.
+    """
+    b, n_t = mask.shape[:2]
+    if probability == 0 or n_t < 2:
+        return mask
+    first = max(1, math.ceil(shortest * n_t))
+    keep = torch.randint(first, n_t + 1, (b,), device=mask.device)
+    cut = torch.rand(b, device=mask.device) < probability
+    keep = torch.where(cut, keep, torch.full_like(keep, n_t))
+    visible = torch.arange(n_t, device=mask.device)[None, :] < keep[:, None]
+    return mask & visible.reshape(b, n_t, *[1] * (mask.ndim - 2))
+
+
+class SequencePrediction(Objective):
+    """Masked MSE of a sequence model's predictions at every observed sample, each predicted from the
+    observations before it (the next-point loss of ODE-RNN and GRU-Δt baselines).
+
+    With probability ``free_run`` a training sequence is read only up to a random cut (at least ``shortest``
+    of it, see :func:`context_cut`), and the samples after it are predicted without further observations,
+    so the model also learns to forecast. Validation reads whole sequences. Batches are dicts {"t": (B, L),
+    "x": (B, L, *S), "mask": (B, L, *S)} as made by :class:`physdyn.data.SequenceDataset`.
+    """
+
+    def __init__(self, model: Model, train: Dataset | None = None, *, free_run: float = 0.5,
+                 shortest: float = 0.25) -> None:
+        super().__init__()
+        if not callable(getattr(model, "run", None)):
+            raise ValueError("the objective sequence_prediction needs a sequence model (ode_rnn, gru_dt), "
+                             f"not {type(model).__name__}")
+        self.free_run = _fraction("free_run", free_run)
+        self.shortest = _fraction("shortest", shortest)
+
+    def forward(self, model: Model, batch: dict[str, Tensor], *, epoch: int = 0,
+                step: int = 0) -> dict[str, Tensor]:
+        t, x, mask = batch["t"], batch["x"], batch["mask"]
+        seen = context_cut(mask, self.free_run, self.shortest) if self.training else mask
+        pred = model.run(t, x, seen)
+        x = torch.where(mask, x, torch.zeros((), dtype=x.dtype, device=x.device))
+        loss = masked_mse(pred, x, mask)
+        return {"loss": loss, "mse": loss.detach()}
+
+
+def kl_weight(epoch: int, warmup: int, rate: float) -> float:
+    """The KL annealing schedule of Rubanova et al. (2019): 0 for the first ``warmup`` epochs, then
+    1 − ``rate``^(epoch − warmup), rising to 1."""
+    return 0.0 if epoch < warmup else 1.0 - rate ** (epoch - warmup)
+
+
+class ELBO(Objective):
+    """The negative evidence lower bound of a latent model, per observed entry, with KL annealing.
+
+    For each sequence, with q = q(z0 | observations) from the model's encoder and p(z0) = N(0, I):
+
+        ELBO = E_q[ Σ_observed log N(x_k | g(z(t_k)), σ²) ] − β · KL(q ‖ p),
+
+    the expectation taken over ``samples`` reparameterised draws of z0; the loss is −Σ ELBO over the batch
+    divided by the number of observed entries. β follows :func:`kl_weight` of the epoch (``kl_warmup``
+    epochs of 0, then 1 − ``kl_rate``^(epoch − kl_warmup)). With probability ``context_cut`` a training
+    sequence is encoded from its first part only (a random cut, at least ``shortest`` of it) while every
+    observed entry is still reconstructed, so that z0 is also inferred from a context and the rest
+    extrapolated (the paper's ``--extrap`` setting, drawn per sequence). Validation encodes everything.
+
+    Logged parts: ``nll`` (per observed entry), ``kl`` (per sequence), ``kl_weight``, ``mse`` (of the
+    decoded means, per observed entry).
+    """
+
+    def __init__(self, model: Model, train: Dataset | None = None, *, samples: int = 3, kl_warmup: int = 10,
+                 kl_rate: float = 0.99, context_cut: float = 0.5, shortest: float = 0.25) -> None:
+        super().__init__()
+        if not (callable(getattr(model, "encode", None)) and callable(getattr(model, "decode", None))):
+            raise ValueError(f"the objective elbo needs a latent model (encode and decode), not "
+                             f"{type(model).__name__}")
+        self.samples = check_positive_int("objective.samples", samples)
+        self.kl_warmup = check_positive_int("objective.kl_warmup", kl_warmup, minimum=0)
+        if isinstance(kl_rate, bool) or not isinstance(kl_rate, int | float) or not 0 <= kl_rate < 1:
+            raise ValueError(f"objective.kl_rate must be a number in [0, 1), got {kl_rate!r}")
+        self.kl_rate = float(kl_rate)
+        self.context_cut = _fraction("context_cut", context_cut)
+        self.shortest = _fraction("shortest", shortest)
+
+    def forward(self, model: Model, batch: dict[str, Tensor], *, epoch: int = 0,
+                step: int = 0) -> dict[str, Tensor]:
+        t, x, mask = batch["t"], batch["x"], batch["mask"]
+        b, k = len(x), self.samples
+        seen = context_cut(mask, self.context_cut, self.shortest) if self.training else mask
+        q = model.encode(t, x, seen)
+        z0 = q.rsample((k,)).transpose(0, 1)  # (B, K, latent)
+        mean = model.decode(z0.flatten(0, 1), t[:, 0].repeat_interleave(k), t.repeat_interleave(k, 0))
+        mean = mean.view(b, k, -1)
+        target = torch.where(mask, x, torch.zeros((), dtype=x.dtype, device=x.device)).flatten(1)[:, None]
+        observed = mask.flatten(1)[:, None].to(mean.dtype)  # (B, 1, L·D), as target
+        std = model.obs_std.to(mean.dtype).repeat(t.shape[1])
+        log_lik = (Normal(mean, std).log_prob(target) * observed).sum(-1).mean(1)  # (B,)
+        kl = kl_divergence(q, Normal(torch.zeros_like(q.mean), torch.ones_like(q.stddev))).sum(-1)  # (B,)
+        beta = kl_weight(epoch, self.kl_warmup, self.kl_rate)
+        count = observed.sum().clamp(min=1)
+        sq = (((mean - target) ** 2) * observed).sum() / (count * k)
+        return {"loss": -(log_lik.sum() - beta * kl.sum()) / count, "nll": -log_lik.sum().detach() / count,
+                "kl": kl.mean().detach(), "kl_weight": torch.tensor(beta), "mse": sq.detach()}
+
+
+class KineticsMatching(Objective):
+    """Match whole trajectories of a kinetics model rolled out through the stiff solver, scaled per species.
+
+    Loss = mean over the observed samples k >= 1 and species i of ((ŷ_i(t_k) − y_i(t_k)) / s_i)², where ŷ
+    integrates the model from each window's first state with ``method`` at ``rtol``/``atol`` and s_i is
+    species i's largest concentration in the training windows (``species_scale="auto"``; or a list, one
+    per species): concentrations of 1e-5 then count as much as those of 1. Where the data are log-spaced in
+    time, every sample counting alike gives every decade of time the same weight; the times themselves are
+    never shifted or rescaled (the rate constants keep the data's units).
+
+    ``initial_rates="estimate"``: a model whose ``rate_constants`` were not given starts from the
+    differential-method estimate from the training windows (``physdyn.models.kinetics
+    .estimate_rate_constants``), so the rollouts only refine it; ``"model"``: from the model's own values.
+    The learned rate constants are logged as ``k1``, ``k2``, ... (the run's metrics.csv).
+    """
+
+    def __init__(
+        self,
+        model: Model,
+        train: Dataset | None = None,
+        *,
+        method: str = "rodas5p",
+        rtol: float = 1e-6,
+        atol: float = 1e-12,
+        species_scale: str | list[float] = "auto",
+        initial_rates: str = "estimate",
+    ) -> None:
+        super().__init__()
+        from ..models.kinetics import Kinetics, estimate_rate_constants
+
+        if not isinstance(model, VectorFieldModel):
+            raise ValueError(f"the objective kinetics_matching needs a model with a vector field, not "
+                             f"{type(model).__name__}")
+        if not isinstance(method, str):
+            raise ValueError(f"objective.method must be a method name, got {method!r}")
+        for name, value in (("rtol", rtol), ("atol", atol)):
+            if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+                raise ValueError(f"objective.{name} must be a number > 0, got {value!r}")
+        if initial_rates not in ("estimate", "model"):
+            raise ValueError(f"objective.initial_rates must be estimate or model, got {initial_rates!r}")
+        self.method, self.rtol, self.atol = method, float(rtol), float(atol)
+        d = model.state_size
+        if species_scale == "auto":
+            scale = torch.ones(d, dtype=torch.float64)
+            if train is not None and len(train) > 0:
+                x, mask = self._windows(train)[1:]
+                largest = torch.where(mask, x.abs(), 0.0).flatten(2).amax((0, 1)).to(torch.float64)
+                scale = torch.where(largest > 0, largest, torch.ones_like(largest))
+        else:
+            scale = torch.as_tensor(species_scale, dtype=torch.float64) if isinstance(
+                species_scale, list | tuple) else None
+            if scale is None or scale.shape != (d,) or not bool((torch.isfinite(scale) & (scale > 0)).all()):
+                raise ValueError(f"objective.species_scale must be auto or {d} positive numbers (one per "
+                                 f"species), got {species_scale!r}")
+        self.register_buffer("species_scale", scale)
+        self.rate_names: list[str] = []
+        if isinstance(model, Kinetics):
+            self.rate_names = [f"k{j + 1}" for j in range(len(model.stoichiometry.reactions))]
+            estimate = (initial_rates == "estimate" and model.hparams.get("rate_constants") is None
+                        and train is not None and len(train) > 0)
+            if estimate:
+                k = estimate_rate_constants(model, *self._windows(train))
+                with torch.no_grad():
+                    model.log_rate_constants.copy_(k.log().to(model.log_rate_constants.dtype))
+
+    @staticmethod
+    def _windows(train: Dataset) -> tuple[Tensor, Tensor, Tensor]:
+        """Times (N, W), states (N, W, *S) and mask of every training window."""
+        items = [train[i] for i in range(len(train))]
+        return tuple(torch.stack([item[key] for item in items]) for key in ("t", "x", "mask"))
+
+    def forward(self, model: Model, batch: dict[str, Tensor], *, epoch: int = 0,
+                step: int = 0) -> dict[str, Tensor]:
+        t, x, mask = batch["t"], batch["x"], batch["mask"]
+        if x.shape[1] < 2:
+            raise ValueError("kinetics_matching needs windows of at least two samples (data.window >= 2)")
+        rollout = model.rollout(x[:, 0], t, method=self.method, rtol=self.rtol, atol=self.atol)
+        scale = self.species_scale.to(x.dtype).reshape(model.state_shape)
+        loss = masked_mse(rollout[:, 1:] / scale, x[:, 1:] / scale, mask[:, 1:])
+        out = {"loss": loss}
+        if self.rate_names:
+            out |= dict(zip(self.rate_names, model.log_rate_constants.detach().exp(), strict=True))
+        return out
+
+
 class TransitionLikelihood(Objective):
     """The Gaussian log-likelihood of one-step transitions of an SDE model (Euler–Maruyama), on normalised
     states, so that the drift and the noise intensity are both learned from the data.
@@ -245,8 +496,11 @@ def transition_scales(t: Tensor, x: Tensor, mask: Tensor) -> tuple[float | None,
 
 
 #: Objective name -> class. A model names its own (``Model.objective``); the config may choose another.
-OBJECTIVES: dict[str, type[Objective]] = {"trajectory_matching": TrajectoryMatching,
-                                          "transition_likelihood": TransitionLikelihood}
+OBJECTIVES: dict[str, type[Objective]] = {"trajectory_matching": TrajectoryMatching, "elbo": ELBO,
+                                          "sequence_prediction": SequencePrediction,
+                                          "kinetics_matching": KineticsMatching,
+                                          "transition_likelihood": TransitionLikelihood,
+                                          "unrolled_steps": UnrolledSteps}
 
 
 def objective_class(name: str) -> type[Objective]:
