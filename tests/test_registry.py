@@ -32,6 +32,8 @@ def _data(state_rank: int | None, seed: int = 0) -> Trajectories:
 @pytest.mark.parametrize("name", models.names())
 def test_every_registered_model_trains_and_predicts_from_its_defaults(name, tmp_path):
     cls = models.model_class(name)
+    for package in cls.requires:  # an optional extra (e.g. neuraloperator for fno)
+        pytest.importorskip(package)
     data = _data(cls.state_rank)
     path = save(data, tmp_path / "data.h5")
     run = fit({"data": {"path": str(path), "split": [0.5, 0.5, 0.0], "window": 4},

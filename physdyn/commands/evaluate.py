@@ -41,7 +41,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", metavar="REPORT_DIR", help="report folder (default RUN_DIR/report)")
     p.add_argument("--states", metavar="KEY", help="dataset of the states (default: the run's data.states)")
     p.add_argument("--times", metavar="KEY", help="dataset of the times (default: the run's data.times)")
-    p.add_argument("--layout", metavar="L", help="axis order NTD, TND or TD (default: the run's data.layout)")
+    p.add_argument("--layout", metavar="L", help="axis order NTD, TND, TD or a field layout such as THWC "
+                                                    "(default: the run's data.layout)")
     p.add_argument("--mask", metavar="KEY",
                    help="dataset of the mask, True where observed (default: the run's data.mask)")
     p.add_argument("--missing", choices=("error", "nan"),

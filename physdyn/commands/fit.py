@@ -14,6 +14,7 @@ examples:
   physdyn fit lorenz.h5 --model node --out runs/lorenz
   physdyn fit pendulum.h5 --model hnn --out runs/hnn --max-epochs 50 --set training.lr=3e-3
   physdyn fit theirs.h5 --states grp/x --times grp/time --layout TND --model node --out runs/theirs
+  physdyn fit pdebench.h5 --states "*/data" --times "*/grid/t" --layout THWC --model unet --out runs/pde
   physdyn fit --config runs/lorenz/config.yaml --out runs/lorenz-again     # rerun a run
   physdyn fit --out runs/lorenz --resume --max-epochs 200                   # continue a run
   physdyn fit lorenz.h5 --model node --out runs/quick --max-time 00:05:00   # at most 5 minutes
@@ -53,7 +54,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    help="settings file with sections data, model, objective, training")
     p.add_argument("--states", metavar="KEY", help="dataset path of the states (default: states)")
     p.add_argument("--times", metavar="KEY", help="dataset path of the times (default: t)")
-    p.add_argument("--layout", metavar="L", help="axis order of the states: NTD (default), TND or TD")
+    p.add_argument("--layout", metavar="L",
+                   help="axis order of the states: NTD (default), TND, TD, or a field layout such as THWC")
     p.add_argument("--mask", metavar="KEY",
                    help="dataset of the mask, True where observed, in the states' layout (default: mask, "
                    "when the file has one)")

@@ -3,6 +3,7 @@
 from ._example_files import example_trajectories, write_example_file
 from ._hdf5 import FORMAT_VERSION, LAYOUTS, MISSING, DataFormatError, load, save
 from ._normalization import NORMALIZATIONS, Normalizer
+from ._observe import observe
 from ._splits import SPLIT_BY, make_split, select_split, split_by_time, split_by_trajectory, split_segments
 from ._trajectories import Trajectories
 from ._windows import SequenceDataset, WindowDataset
@@ -32,6 +33,7 @@ __all__ = [
     "example_trajectories",
     "load",
     "make_split",
+    "observe",
     "save",
     "select_split",
     "split_by_time",

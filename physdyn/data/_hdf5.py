@@ -6,9 +6,11 @@ line that names the file, the key and what is wrong.
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import math
 import os
+import re
 import secrets
 from pathlib import Path
 from typing import Any
@@ -23,6 +25,8 @@ FORMAT_VERSION = 1
 #: What a NaN in the states may mean on load: an error, or an unobserved entry.
 MISSING = ("error", "nan")
 LAYOUTS = ("NTD", "TND", "TD")
+#: Letters of a field layout (e.g. PDEBench's "THWC"): trajectory N, time T, channel C, space axes.
+SPACE_LETTERS = "ZYXHW"
 
 
 class DataFormatError(ValueError):
@@ -88,7 +92,14 @@ def load(
         states: dataset path of the states, e.g. ``"grp/x"``.
         times: dataset path of the times: shape (T,), or a grid per trajectory in the order of ``layout``.
         layout: axis order of ``states``: ``"NTD"`` (trajectory, time, state...), ``"TND"`` (time-major)
-            or ``"TD"`` (a single trajectory). D stands for all trailing state axes.
+            or ``"TD"`` (a single trajectory); D stands for all trailing state axes. Or a field layout: one
+            letter per axis, N (trajectory, optional), T (time), C (channel, optional: one channel if
+            absent) and space axes from H, W (or Z, Y, X), e.g. PDEBench's ``"THWC"``; the states become
+            (C, *space), space axes in the order given.
+        states, times with a wildcard (``"*/data"``, ``"*/grid/t"``): one trajectory per matching dataset,
+            in sorted order, each in ``layout`` (without N); a times pattern pairs with the states by the
+            parts its wildcards match (``0003/data`` with ``0003/grid/t``); a times key without wildcard
+            is one grid for all. Mask, derivatives and params are not read for such files.
         mask, derivatives: dataset paths read when present (same layout as ``states``); None skips them.
         missing: what a NaN in the states means: ``"error"`` (a DataFormatError, unless a mask marks the
             entry unobserved) or ``"nan"`` (the entry is unobserved: the mask, or a new one, says so).
@@ -100,8 +111,7 @@ def load(
         DataFormatError: one line naming the file, the key and the problem.
     """
     path = Path(path)
-    if layout not in LAYOUTS:
-        raise DataFormatError(f"{path}: layout {layout!r} is not one of {', '.join(LAYOUTS)}")
+    _check_layout(layout, path)
     if missing not in MISSING:
         raise DataFormatError(f"{path}: missing={missing!r} is not one of {', '.join(MISSING)}")
     if not path.is_file():
@@ -111,6 +121,8 @@ def load(
     try:
         with h5py.File(path, "r") as f:
             _check_version(f.attrs, path)
+            if _is_pattern(states):
+                return _read_groups(f, path, states, times, layout, missing)
             return _read(f, path, states, times, layout, mask, derivatives, missing)
     except DataFormatError:
         raise
@@ -134,6 +146,83 @@ def _describe(value: Any) -> str:
     if isinstance(value, str | bytes):
         return f"the string {value!r}"
     return f"{value!r} ({type(value).__name__})"
+
+
+def _check_layout(layout: str, path: Path) -> None:
+    if layout in LAYOUTS:
+        return
+    letters = set(layout) if isinstance(layout, str) else set()
+    space = [a for a in layout if a in SPACE_LETTERS] if isinstance(layout, str) else []
+    if (not isinstance(layout, str) or len(letters) != len(layout) or "T" not in letters
+            or not letters <= set("NTC" + SPACE_LETTERS) or not 1 <= len(space) <= 3):
+        raise DataFormatError(f"{path}: layout {layout!r} is not one of {', '.join(LAYOUTS)}, nor a field "
+                              "layout of distinct letters N (optional), T, C (optional) and 1 to 3 space "
+                              f"axes from {SPACE_LETTERS} (e.g. THWC)")
+
+
+def _is_pattern(key: str) -> bool:
+    return isinstance(key, str) and any(ch in key for ch in "*?[")
+
+
+def _dataset(f, path: Path, key: str) -> np.ndarray:
+    if key not in f:
+        found = ", ".join(_datasets(f)[:20]) or "none"
+        raise DataFormatError(f"{path}: key '{key}' not found (datasets: {found})")
+    if not isinstance(f[key], h5py.Dataset):
+        raise DataFormatError(f"{path}: key '{key}' is a group, not a dataset")
+    try:
+        value = np.asarray(f[key][()])
+    except (OSError, RuntimeError) as err:
+        raise DataFormatError(f"{path}: key '{key}' cannot be read, corrupt data ({err})") from None
+    if value.dtype.kind not in "biuf":
+        raise DataFormatError(f"{path}: key '{key}' must hold real numbers, got dtype {value.dtype}")
+    return value
+
+
+def _read_groups(f, path: Path, states_pattern: str, times_key: str, layout: str,
+                 missing: str) -> Trajectories:
+    """One trajectory per dataset matching ``states_pattern`` (PDEBench: one group per sample)."""
+    if "N" in layout or layout in ("NTD", "TND"):
+        raise DataFormatError(f"{path}: with a wildcard in the states key ('{states_pattern}') each match is "
+                              f"one trajectory: the layout must have no N axis, got {layout!r}")
+    names = sorted(name for name in _datasets(f) if fnmatch.fnmatchcase(name, states_pattern))
+    if not names:
+        raise DataFormatError(f"{path}: no dataset matches the states key '{states_pattern}'")
+    # Each wildcard of the states pattern becomes a group, so the times key can be filled in with its match.
+    regex = re.compile("".join(f"({'.*' if ch == '*' else '.'})" if ch in "*?" else re.escape(ch)
+                               for ch in states_pattern) + r"\Z")
+    xs, ts = [], []
+    for name in names:
+        x = _to_ntd(_dataset(f, path, name), layout, path, name)[0]
+        if xs and x.shape != xs[0].shape:
+            raise DataFormatError(f"{path}: key '{name}' has shape {x.shape} (as T, *state) but "
+                                  f"'{names[0]}' has {xs[0].shape}: trajectories must agree")
+        xs.append(x)
+        key = times_key
+        match = regex.match(name)
+        if _is_pattern(times_key) and match is not None:
+            parts = iter(match.groups())
+            key = re.sub(r"[*?]", lambda _, parts=parts: next(parts, ""), times_key)
+        if key != times_key or not ts:
+            t = _dataset(f, path, key)
+            if t.shape != (x.shape[0],):
+                raise DataFormatError(f"{path}: key '{key}' has shape {t.shape} but '{name}' holds "
+                                      f"{x.shape[0]} times (expected ({x.shape[0]},))")
+            ts.append(t)
+    x = np.stack(xs)
+    t = ts[0] if len(ts) == 1 else np.stack(ts)
+    m = None
+    if missing == "nan" and np.issubdtype(x.dtype, np.floating):
+        m = ~np.isnan(x)
+    keys = {"states": states_pattern, "t": times_key, "mask": None, "derivatives": None}
+    _validate(path, t, x, m, None, {}, (), {}, {}, keys=keys, layout="NTD")
+    x = np.asarray(x, dtype=np.float64) if not np.issubdtype(x.dtype, np.floating) else x
+    if m is not None:
+        x = np.where(m, x, 0.0).astype(x.dtype)
+    return Trajectories(t=torch.from_numpy(np.asarray(t, dtype=np.float64)),
+                        states=torch.from_numpy(np.ascontiguousarray(x)),
+                        mask=None if m is None else torch.from_numpy(m), system="custom",
+                        meta={"source": str(path), "groups": [name.rsplit("/", 1)[0] for name in names]})
 
 
 def _read(f, path, states_key, times_key, layout, mask_key, deriv_key, missing) -> Trajectories:
@@ -296,6 +385,19 @@ def _validate(path: Path, t: np.ndarray, x: np.ndarray, m: np.ndarray | None, dx
 def _to_ntd(a: np.ndarray, layout: str, path: Path, key: str) -> np.ndarray:
     """Move the axes of ``a`` from ``layout`` into (N, T, *state_shape)."""
     min_rank = len(layout)
+    if layout not in LAYOUTS:  # a field layout: every axis named
+        if a.ndim != len(layout):
+            raise DataFormatError(f"{path}: key '{key}' has rank {a.ndim} (shape {a.shape}); layout {layout} "
+                                  f"names {len(layout)} axes")
+        lead = [layout.index(ch) for ch in "NT" if ch in layout]
+        channel = [layout.index("C")] if "C" in layout else []
+        space = [i for i, ch in enumerate(layout) if ch in SPACE_LETTERS]
+        a = np.transpose(a, lead + channel + space)
+        if "N" not in layout:
+            a = a[None]
+        if "C" not in layout:
+            a = a[:, :, None]
+        return a
     if a.ndim < min_rank:
         raise DataFormatError(
             f"{path}: key '{key}' has rank {a.ndim} (shape {a.shape}); "

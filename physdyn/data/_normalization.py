@@ -13,7 +13,7 @@ from torch import Tensor
 
 from ._trajectories import Trajectories
 
-NORMALIZATIONS = ("standard", "scale", "species", "none")
+NORMALIZATIONS = ("standard", "channel", "scale", "species", "none")
 
 
 @dataclass(frozen=True)
@@ -23,6 +23,10 @@ class Normalizer:
     Kinds:
 
     - ``"standard"``: mean and standard deviation of each component;
+    - ``"channel"``: for fields (C, *space), one mean and standard deviation per channel, over every grid
+      cell, time and trajectory (stored per component, equal across a channel's cells). A per-cell
+      normalisation would give every cell its own affine map and break the translation equivariance that
+      convolutions rely on; per channel it is the same map everywhere;
     - ``"scale"``: no shift and one scale for all components, the root mean square of the states. A map that
       scales every coordinate by the same factor keeps Hamilton's equations Hamiltonian (H becomes H/s²);
       one with different scales on q and p does not, so this is the kind for Hamiltonian models;
@@ -80,6 +84,20 @@ class Normalizer:
             std_y = (torch.where(m, y - mean_y, 0.0) ** 2).sum(0).div(count).sqrt()
             mean = mean_y * size
             std = torch.where(std_y > 1e-12, std_y * size, size)
+        elif kind == "channel":
+            channels = traj.state_shape[0]
+            xc, mc = x.reshape(-1, channels, d // channels), m.reshape(-1, channels, d // channels)
+            per_channel = mc.sum((0, 2)).to(torch.float64)
+            if bool((per_channel == 0).any()):
+                raise ValueError(f"channel {int((per_channel == 0).nonzero()[0])} is never observed")
+            size = _magnitude(xc.abs().amax((0, 2)))[None, :, None]
+            y = xc / size
+            mean_y = y.sum((0, 2)) / per_channel
+            std_y = (torch.where(mc, y - mean_y[None, :, None], 0.0) ** 2).sum((0, 2)).div(per_channel).sqrt()
+            mean_c = mean_y * size.flatten()
+            std_c = torch.where(std_y > 1e-12, std_y * size.flatten(), size.flatten())
+            mean = mean_c.repeat_interleave(d // channels)
+            std = std_c.repeat_interleave(d // channels)
         elif kind == "species":
             largest = x.abs().amax(0)
             std = torch.where(largest > 0, largest, torch.ones_like(largest))

@@ -19,6 +19,7 @@ from torch import Tensor
 from .. import metrics as M
 from ..data import Trajectories
 from ..solvers import rk_integrate
+from ._fields import field_metrics, is_field
 from ._report import check_report_dir, write_report
 from ._results import Report
 
@@ -209,6 +210,12 @@ def evaluate(
     point = _point_metrics(model, pred, truth, data, c, threshold)
     notes.extend(point.pop("notes"))
     metrics.update(point)
+    if samples > 1:
+        metrics["probabilistic"] = _probabilistic_metrics(pred, truth, c, metrics["scale"])
+    if is_field(data.state_shape):  # PDEBench's suite, over the forecast frames only
+        field = field_metrics(pred.mean(1), truth.states, truth.mask, c, truth.times(), system, notes)
+        if field is not None:
+            metrics["field"] = field
     if system is None and data.system != "custom":
         notes.append(f"no reference system given for data of system {data.system!r}: physics metrics use the "
                      "model's own energy, if any")
@@ -250,6 +257,21 @@ def _overall(pred: Tensor, true: Tensor, mask: Tensor | None, scale: Tensor) -> 
     return {"rmse": float(M.rmse(p, y, mask=m)[0]), "nrmse": float(M.nrmse(p, y, scale=scale, mask=m)[0])}
 
 
+def _interval_coverage(pred: Tensor, true: Tensor, mask: Tensor | None, c: int, model) -> dict[str, Any]:
+    """How often the truth lies inside mean ± 2 std of the K samples: over the forecast, and over the
+    context where the model predicts it too."""
+    def overall(a: int, b: int) -> float:
+        p, y = pred[:, :, a:b], true[:, a:b]
+        flat = p.transpose(1, 2).reshape(-1, p.shape[1], 1, *p.shape[3:])  # every (trajectory, step) a row
+        m = None if mask is None else mask[:, a:b].reshape(-1, 1, *y.shape[2:])
+        return float(M.spread_coverage(flat, y.reshape(-1, 1, *y.shape[2:]), mask=m)[0])
+
+    out = {"width": 2.0, "forecast": overall(c, true.shape[1]) if c < true.shape[1] else None}
+    if c > 1 and getattr(model, "context", "last_state") == "sequence":
+        out["context"] = overall(0, c)
+    return out
+
+
 def _point_metrics(model, pred: Tensor, truth: Trajectories, data: Trajectories, c: int,
                    threshold: float) -> dict[str, Any]:
     n, k = pred.shape[:2]
@@ -284,6 +306,7 @@ def _point_metrics(model, pred: Tensor, truth: Trajectories, data: Trajectories,
     if k > 1:
         spread = pred.std(1).flatten(2).pow(2).mean((0, 2)).sqrt()
         out["ensemble_spread"] = spread.tolist()
+        out["interval_coverage"] = _interval_coverage(pred, true, mask, c, model)
     unobserved = int(rmse.isnan().sum())
     if unobserved:
         notes.append(f"{unobserved} of {len(rmse)} steps have no observed truth in any trajectory: "
@@ -292,6 +315,66 @@ def _point_metrics(model, pred: Tensor, truth: Trajectories, data: Trajectories,
         notes.append(f"{out['vpt_reached_horizon']} of {n} trajectories stayed below the threshold for the "
                      "whole horizon: their VPT is the horizon, a lower bound")
     out["notes"] = notes
+    return out
+
+
+#: Central intervals whose coverage a sample forecast reports, and how many horizons get a marginal distance.
+COVERAGE_LEVELS = (0.5, 0.9)
+MARGINAL_HORIZONS = 5
+MARGINAL_POINTS = 2000
+
+
+def _probabilistic_metrics(pred: Tensor, truth: Trajectories, c: int, scale: list[float]) -> dict[str, Any]:
+    """Scores of K > 1 samples (N, K, T, *S) per step: CRPS per coordinate, energy score, coverage of the
+    central intervals, the rank histogram over the forecast steps, and the distance between the predicted
+    and the true marginals (pooled over trajectories) at :data:`MARGINAL_HORIZONS` horizons.
+
+    The ensemble-mean error and the spread are ``rmse`` and ``ensemble_spread``. On observed entries only
+    (the energy score and the distances: fully observed states only); entries are in state units, except
+    the energy score and energy distance, of states divided by the data's σ_i (``scale``), so that no
+    coordinate's units dominate.
+    """
+    n, k, n_t = pred.shape[:3]
+    x = pred.double().flatten(3).movedim(1, -1)  # (N, T, D, K)
+    y = truth.states.double().flatten(2)  # (N, T, D)
+    mask = torch.ones_like(y, dtype=torch.bool) if truth.mask is None else truth.mask.flatten(2)
+    sigma = torch.as_tensor(scale, dtype=torch.float64)
+    w = mask.double()
+
+    def per_step(values: Tensor, weights: Tensor) -> Tensor:  # mean over trajectories (and coordinates)
+        dims = tuple(i for i in range(values.ndim) if i != 1)
+        return (values * weights).sum(dims) / weights.sum(dims)
+
+    crps = M.crps_ensemble(x, y)
+    crps_per_coordinate = (crps * w).sum(0) / w.sum(0)  # (T, D)
+    full = mask.all(-1)  # (N, T)
+    es = torch.stack([M.energy_score(x[:, j].transpose(1, 2) / sigma, y[:, j] / sigma)
+                      for j in range(n_t)], 1)
+    curves = {"crps_mean": per_step(crps, w), "energy_score": per_step(es, full.double())}
+    for level in COVERAGE_LEVELS:
+        curves[f"coverage_{round(100 * level)}"] = per_step(M.interval_coverage(x, y, level).double(), w)
+    ahead = slice(c, n_t)  # the forecast steps (the context is given)
+    out: dict[str, Any] = {"crps": crps_per_coordinate.tolist(), **{k: v.tolist() for k, v in curves.items()},
+                           "levels": list(COVERAGE_LEVELS)}
+    out["rank_histogram"] = M.rank_histogram(x[:, ahead], y[:, ahead], mask[:, ahead]).tolist()
+    steps = sorted({c - 1 + round(j * (n_t - c) / MARGINAL_HORIZONS)
+                    for j in range(1, MARGINAL_HORIZONS + 1)})
+    distances, w1 = [], []
+    for j in steps:
+        seen = full[:, j]
+        # the first members of every trajectory, MARGINAL_POINTS at most (the cost grows as their square)
+        per = max(1, min(k, MARGINAL_POINTS // max(int(seen.sum()), 1)))
+        predicted = x[seen, j, :, :per].transpose(1, 2).reshape(-1, y.shape[-1])
+        true = y[seen, j]
+        if len(true) < 2:
+            distances.append(None)
+            w1.append(None)
+            continue
+        distances.append(float(M.energy_distance(predicted / sigma, true / sigma)))
+        w1.append(M.wasserstein_1d(predicted.T.contiguous(), true.T.contiguous()).tolist())
+    out["marginal"] = {"steps": steps, "energy_distance": distances, "wasserstein": w1}
+    # means over the forecast steps
+    out["forecast"] = {key.removesuffix("_mean"): float(v[ahead].mean()) for key, v in curves.items()}
     return out
 
 
@@ -328,7 +411,9 @@ def _physics_metrics(model, system, pred: Tensor, truth: Trajectories, c: int,
     if "mass" in invariants:
         mass = M.mass_error(flat)
         metrics["mass_error"] = _summary(mass["max"], mass["final"])
-    unchecked = [name for name in invariants if name not in ("energy", "mass", "positivity")]
+    balance = ("mean_balance",) if "mean_balance" in metrics.get("field", {}) else ()
+    checked = ("energy", "mass", "positivity", *balance)
+    unchecked = [name for name in invariants if name not in checked]
     if unchecked:
         metrics["notes"].append(f"invariants of the system not checked here: {', '.join(unchecked)}")
     if "positivity" in invariants:

@@ -10,6 +10,8 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
+from ._fields import is_field, write_field_plots
+
 if TYPE_CHECKING:
     from ._results import Report
 
@@ -33,8 +35,13 @@ def write_plots(report: Report, folder: Path) -> list[str]:
         _energy(report, folder / "energy.png")
     if report.attractor is not None:
         _attractor(report, folder / "attractor.png")
+    if "probabilistic" in report.metrics:
+        _rank_histogram(report, folder / "rank_histogram.png")
+        _coverage(report, folder / "coverage.png")
     if len(report.truth.state_shape) > 1:
         _field_snapshot(report, folder / "fields.png")
+        if is_field(report.truth.state_shape):
+            notes += write_field_plots(report, folder)
         notes.append("field states: trajectories and phase portrait show spatial means per channel")
     return notes
 
@@ -119,16 +126,71 @@ def _error_vs_horizon(report: Report, path: Path) -> None:
     _save(fig, path)
 
 
+def _observed_points(report: Report) -> np.ndarray | None:
+    """(N, T, C) bool: the observed entries of vector states with a mask (None otherwise)."""
+    mask = report.truth.mask
+    if mask is None or mask.ndim != 3:
+        return None
+    return mask.detach().cpu().numpy()
+
+
+def _rank_histogram(report: Report, path: Path) -> None:
+    """The rank of the truth among the K samples (a discrete PIT) over the forecast steps: flat when the
+    samples are calibrated, U-shaped when too narrow, hump-shaped when too wide, sloped when biased."""
+    freq = np.asarray(report.metrics["probabilistic"]["rank_histogram"], dtype=float)
+    fig = Figure(figsize=(6, 3.6), layout="constrained")
+    ax = fig.subplots()
+    ax.bar(np.arange(len(freq)), freq, width=0.9, color="tab:blue")
+    ax.axhline(1 / len(freq), color="black", ls="--", lw=1, label="calibrated (uniform)")
+    ax.set_xlabel(f"rank of the truth among the {len(freq) - 1} samples")
+    ax.set_ylabel("frequency")
+    ax.legend(loc="best", fontsize=8)
+    fig.suptitle("Rank histogram over the forecast steps and coordinates")
+    _save(fig, path)
+
+
+def _coverage(report: Report, path: Path) -> None:
+    """Coverage of the central intervals of the samples against the horizon, beside the nominal levels."""
+    m = report.metrics
+    prob = m["probabilistic"]
+    t = np.asarray(m["times"], dtype=float)
+    ahead = slice(m.get("context", 1), len(t))
+    fig = Figure(figsize=(7, 3.6), layout="constrained")
+    ax = fig.subplots()
+    for level, colour in zip(prob["levels"], ("tab:blue", "tab:orange", "tab:green"), strict=False):
+        values = prob[f"coverage_{round(100 * level)}"]
+        y = np.array([np.nan if v is None else v for v in values], dtype=float)
+        ax.plot(t[ahead], y[ahead], color=colour, lw=1.5, label=f"{round(100 * level)} % interval")
+        ax.axhline(level, color=colour, ls="--", lw=1)
+    ax.set_ylim(0, 1.02)
+    _time_axis(ax, t)
+    ax.set_xlabel("elapsed " + _time_label(report))
+    ax.set_ylabel("coverage (dashed: nominal)")
+    ax.grid(True, alpha=0.3)
+    ax.legend(loc="best", fontsize=8)
+    fig.suptitle(f"Interval coverage against horizon ({m.get('samples')} samples, "
+                 f"{m.get('n_trajectories')} trajectories)")
+    _save(fig, path)
+
+
 def _trajectories(report: Report, path: Path) -> None:
     times, truth, pred, names = _components(report)
     shown = min(N_SHOWN, truth.shape[0])
     n_comp = min(MAX_COMPONENTS, truth.shape[-1])
+    observed = _observed_points(report)
+    context = int(report.metrics.get("context", 1))
     fig = Figure(figsize=(4 * shown, 1.9 * n_comp + 0.8), layout="constrained")
     axes = np.atleast_2d(fig.subplots(n_comp, shown, sharex="col", squeeze=False))
     for j in range(shown):
         for i in range(n_comp):
             ax = axes[i, j]
+            # the truth where known (a masked file may hold NaN where nothing was observed)
             ax.plot(times[j], truth[j, :, i], label="true", **TRUE_STYLE)
+            if observed is not None and not observed[j, :, i].all():
+                seen = observed[j, :, i]
+                ax.plot(times[j][seen], truth[j, seen, i], "o", color="black", ms=3, label="observed")
+            if context > 1:
+                ax.axvline(times[j][context - 1], color="grey", ls=":", lw=1, label="end of context")
             samples = pred[j, :, :, i]
             if samples.shape[0] == 1:
                 ax.plot(times[j], samples[0], color="tab:orange", lw=1.4, ls="--", label="predicted")

@@ -149,10 +149,31 @@ def summary(metrics: dict[str, Any]) -> str:
             ("trajectories", f"{m.get('n_trajectories')}, horizon {m.get('horizon')} steps = "
                              f"{_fmt(span)} time units"),
             ("rmse / nrmse at the horizon", f"{_fmt(m.get('rmse_final'))} / {_fmt(m.get('nrmse_final'))}")]
+    if m.get("context_error"):
+        rows.append(("context rmse / nrmse", f"{_fmt(m['context_error']['rmse'])} / "
+                                            f"{_fmt(m['context_error']['nrmse'])} (first {m.get('context')} "
+                                            "samples, reconstructed)"))
+    if m.get("forecast") and m.get("context", 1) > 1:
+        ahead = m["forecast"]
+        rows.append(("forecast rmse / nrmse", f"{_fmt(ahead['rmse'])} / {_fmt(ahead['nrmse'])}"))
+    if m.get("interval_coverage"):
+        cover = m["interval_coverage"]
+        text = f"forecast {_fmt(cover.get('forecast'))}"
+        if cover.get("context") is not None:
+            text += f", context {_fmt(cover['context'])}"
+        rows.append(("truth inside mean ± 2 std", text + f" (of {m.get('samples')} samples)"))
     vpt = f"{_fmt(m.get('vpt'))} time units (median)"
     if m.get("vpt_lyapunov") is not None:
         vpt += f" = {_fmt(m['vpt_lyapunov'])} Lyapunov times"
     rows.append(("valid prediction time", vpt))
+    if "field" in m:
+        f = m["field"]
+        rows.append(("PDEBench nRMSE mean / final",
+                     f"{_fmt(f['nrmse']['mean'])} / {_fmt(f['nrmse']['final'])} "
+                     f"(cRMSE {_fmt(f['crmse']['mean'])}, bRMSE {_fmt(f['brmse']['mean'])})"))
+        if "mean_balance" in f:
+            rows.append(("mean-balance residual", "model " + ", ".join(map(_fmt, f["mean_balance"]["model"]))
+                         + "; true " + ", ".join(map(_fmt, f["mean_balance"]["true"]))))
     if "energy_drift" in m:
         drift = m["energy_drift"]
         rows.append((f"energy drift ({m.get('energy_source')} H)",
@@ -178,6 +199,12 @@ def summary(metrics: dict[str, Any]) -> str:
     if "attractor" in m:
         w = m["attractor"]["wasserstein"]
         rows.append(("attractor W1 per coordinate", ", ".join(_fmt(v) for v in w)))
+    if "probabilistic" in m:
+        f = m["probabilistic"]["forecast"]
+        rows.append((f"samples ({m.get('samples')}): crps / energy score", f"{_fmt(f['crps'])} / "
+                     f"{_fmt(f['energy_score'])} (mean over the forecast steps)"))
+        rows.append(("coverage of the 50 % / 90 % intervals", f"{_fmt(f['coverage_50'])} / "
+                     f"{_fmt(f['coverage_90'])}"))
     if m.get("diverged"):
         rows.append(("diverged rollouts", str(m["diverged"])))
     width = max(len(name) for name, _ in rows)

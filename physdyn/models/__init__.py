@@ -14,13 +14,26 @@ from typing import Any
 
 from ..solvers import TORCHDIFFEQ_METHODS
 from ._base import Model, VectorFieldModel, as_state_shape
+from ._fields import StepModel
+from .fno import FNO
 from .hnn import HamiltonianNN
 from .kinetics import Kinetics
+from .latent import GRUDeltaT, LatentODE, ODERNNModel
+from .neural_sde import NeuralSDE
 from .node import NeuralODE
+from .pde_cnn import HamiltonianCNN, HyperbolicCNN, ParabolicCNN
+from .pde_net import PDENet
 from .scaled_node import ScaledNeuralODE
+from .unet import UNet
 
-_REGISTRY: dict[str, type[Model]] = {"node": NeuralODE, "hnn": HamiltonianNN, "kinetics": Kinetics,
-                                     "scaled_node": ScaledNeuralODE}
+_REGISTRY: dict[str, type[Model]] = {
+    "node": NeuralODE, "hnn": HamiltonianNN,
+    "latent_ode": LatentODE, "ode_rnn": ODERNNModel, "gru_dt": GRUDeltaT,
+    "kinetics": Kinetics, "scaled_node": ScaledNeuralODE,
+    "neural_sde": NeuralSDE,
+    "parabolic_cnn": ParabolicCNN, "hyperbolic_cnn": HyperbolicCNN, "hamiltonian_cnn": HamiltonianCNN,
+    "pde_net": PDENet, "unet": UNet, "fno": FNO,
+}
 
 
 def names() -> list[str]:
@@ -55,12 +68,23 @@ def get(name: str, state_shape: int | Sequence[int], **hparams: Any) -> Model:
 
 
 __all__ = [
+    "FNO",
     "TORCHDIFFEQ_METHODS",
+    "GRUDeltaT",
+    "HamiltonianCNN",
     "HamiltonianNN",
+    "HyperbolicCNN",
     "Kinetics",
+    "LatentODE",
     "Model",
     "NeuralODE",
+    "NeuralSDE",
+    "ODERNNModel",
+    "PDENet",
+    "ParabolicCNN",
     "ScaledNeuralODE",
+    "StepModel",
+    "UNet",
     "VectorFieldModel",
     "defaults",
     "get",

@@ -53,10 +53,12 @@ class Model(nn.Module):
       "sequences" (whole masked trajectories, nothing dropped for a missing first state);
     - ``objective``: the registry name of its training objective (``physdyn.training.OBJECTIVES``);
     - ``context``: what :meth:`predict` reads of the context observations: "last_state" (rollouts start
-      from the context's last state, which must be fully observed; queries at or after it) or "sequence"
-      (all observed values and their times; queries anywhere, inside the context too);
+      from the context's last state, which must be fully observed; queries at or after it), "frames" (the
+      last few context frames of a uniform grid, a step map's history; queries at or after the last) or
+      "sequence" (all observed values and their times; queries anywhere, inside the context too);
     - ``state_rank``: the number of state axes the family works on (1: vectors (D,); 3: fields (C, H, W);
-      None: any, flattened inside).
+      None: any, flattened inside); ``state_ranks`` (optional) every rank it accepts, when more than one
+      (fields in one and two space dimensions: (2, 3)), ``state_rank`` then being the one tests build.
 
     The constructor's keyword arguments are the model's hyperparameters, kept in ``self.hparams``;
     ``state_shape`` is not one of them: it comes from the data.
@@ -68,13 +70,17 @@ class Model(nn.Module):
     objective: ClassVar[str] = "trajectory_matching"
     context: ClassVar[str] = "last_state"
     state_rank: ClassVar[int | None] = None
+    state_ranks: ClassVar[tuple[int, ...] | None] = None
+    #: Optional packages the family needs (import names); building it without them raises ValueError.
+    requires: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, state_shape: int | Sequence[int], **hparams: Any) -> None:
         super().__init__()
         self.state_shape = as_state_shape(state_shape)
-        if self.state_rank is not None and len(self.state_shape) != self.state_rank:
-            raise ValueError(f"{type(self).__name__} works on states with {self.state_rank} axes, "
-                             f"got state shape {self.state_shape}")
+        ranks = self.state_ranks or ((self.state_rank,) if self.state_rank is not None else None)
+        if ranks is not None and len(self.state_shape) not in ranks:
+            raise ValueError(f"{type(self).__name__} works on states with {' or '.join(map(str, ranks))} "
+                             f"axes, got state shape {self.state_shape}")
         self.state_size = math.prod(self.state_shape)
         self.hparams = dict(hparams)
 

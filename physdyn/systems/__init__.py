@@ -7,12 +7,13 @@ from __future__ import annotations
 
 from ._base import System, facts, time_grid
 from .lorenz import Lorenz
+from .ornstein_uhlenbeck import OrnsteinUhlenbeck
 from .pendulum import Pendulum
 from .reaction_diffusion import ReactionDiffusion
 from .robertson import Robertson
 
 _REGISTRY: dict[str, type[System]] = {
-    cls.name: cls for cls in (Pendulum, Lorenz, ReactionDiffusion, Robertson)
+    cls.name: cls for cls in (Pendulum, Lorenz, ReactionDiffusion, Robertson, OrnsteinUhlenbeck)
 }
 
 
@@ -29,5 +30,6 @@ def get(name: str, **params: float) -> System:
 
 
 __all__ = [
-    "Lorenz", "Pendulum", "ReactionDiffusion", "Robertson", "System", "facts", "get", "names", "time_grid",
+    "Lorenz", "OrnsteinUhlenbeck", "Pendulum", "ReactionDiffusion", "Robertson", "System", "facts", "get",
+    "names", "time_grid",
 ]

@@ -10,19 +10,35 @@ and RUN_DIR.
 from ._config import DEFAULTS, default_config, load_config, merge, parse_assignments, save_config
 from ._learned import LearnedModel, load_run
 from ._module import DynamicsModule
-from ._objectives import OBJECTIVES, Objective, TrajectoryMatching, masked_mse, objective_class
+from ._objectives import (
+    ELBO,
+    OBJECTIVES,
+    Objective,
+    SequencePrediction,
+    TrajectoryMatching,
+    TransitionLikelihood,
+    UnrolledSteps,
+    kl_weight,
+    masked_mse,
+    objective_class,
+)
 from ._run import FitPlan, fit, prepare
 
 __all__ = [
     "DEFAULTS",
+    "ELBO",
     "OBJECTIVES",
     "DynamicsModule",
     "FitPlan",
     "LearnedModel",
     "Objective",
+    "SequencePrediction",
     "TrajectoryMatching",
+    "TransitionLikelihood",
+    "UnrolledSteps",
     "default_config",
     "fit",
+    "kl_weight",
     "load_config",
     "load_run",
     "masked_mse",

@@ -132,8 +132,56 @@ class LearnedModel(nn.Module):
         h = self.model.energy(self._z(x)) * float(c[0])
         return h.to(dtype=x.dtype, device=x.device)
 
+    def drift(self, t: Tensor | float, x: Tensor) -> Tensor:
+        """The learned SDE's drift f(x) for states x (B, *state_shape) in physical units, like the ``f`` of a
+        system's stochastic form (``system.sde(noise).f``): f(x) = std · f_z((x − mean) / std)."""
+        self._require("sde")
+        z = self._z(x).flatten(1)
+        f = self.normalizer.inverse_derivative(self.model.drift(z).to(self._wide(x)))
+        return f.reshape(x.shape).to(dtype=x.dtype, device=x.device)
+
+    def diffusion(self, t: Tensor | float, x: Tensor) -> Tensor:
+        """The learned diffusion G(x) in physical units, like the ``g`` of a system's stochastic form: (B, D)
+        for diagonal noise, (B, D, m) for general noise (D the flattened state size), each row i scaled by
+        the normalisation's std_i, since dX_i = std_i dZ_i."""
+        self._require("sde")
+        g = self.model.diffusion(self._z(x).flatten(1)).to(self._wide(x))
+        std = self.normalizer.std.to(g)
+        g = g * (std if g.ndim == 2 else std[:, None])
+        return g.to(dtype=x.dtype, device=x.device)
+
+    def diffusion_covariance(self, t: Tensor | float, x: Tensor) -> Tensor:
+        """G Gᵀ (B, D, D) in physical units: what the data determines of the noise (any G times a rotation
+        gives the same process), so learned and reference SDEs compare through it."""
+        g = self.diffusion(t, x)
+        return torch.diag_embed(g**2) if g.ndim == 2 else g @ g.transpose(1, 2)
+
+    def sde(self) -> nn.Module:
+        """The learned SDE in physical units in torchsde's contract (f, g, noise_type, sde_type,
+        brownian_size), as a system's ``sde(noise)`` is: ``physdyn.solvers.sdeint`` solves either."""
+        self._require("sde")
+        return _PhysicalSDE(self)
+
     def __repr__(self) -> str:
         return f"LearnedModel({self.name!r}, shape={self.state_shape}, normalizer={self.normalizer.kind!r})"
+
+
+class _PhysicalSDE(nn.Module):
+    """A LearnedModel's SDE on flattened physical states (B, D), for torchsde."""
+
+    sde_type = "ito"
+
+    def __init__(self, learned: LearnedModel) -> None:
+        super().__init__()
+        self.learned = learned
+        self.noise_type = learned.model.noise_type
+        self.brownian_size = learned.model.brownian_size
+
+    def f(self, t: Tensor, y: Tensor) -> Tensor:
+        return self.learned.drift(t, y.view(len(y), *self.learned.state_shape)).flatten(1)
+
+    def g(self, t: Tensor, y: Tensor) -> Tensor:
+        return self.learned.diffusion(t, y.view(len(y), *self.learned.state_shape))
 
 
 def load_run(run_dir: str | os.PathLike, checkpoint: str = "best") -> LearnedModel:

@@ -151,7 +151,7 @@ def prepare(config: dict[str, Any], run_dir: str | os.PathLike | None = None, *,
     traj = load(data_path, states=data_cfg["states"], times=data_cfg["times"], layout=data_cfg["layout"],
                 mask=data_cfg["mask"], missing=data_cfg["missing"])
     source_system(traj)  # a file that names a bundled system must fit it
-    recipe, reasons = choose_recipe(traj, objective_name, config)
+    recipe, reasons = choose_recipe(traj, objective_name, config, known_hparams)
     for section, values in recipe.items():  # only what the config leaves open
         cfg[section].update(values)
     L.seed_everything(seed, verbose=False)  # before the model, whose initial weights it fixes
@@ -231,7 +231,11 @@ def _dry_run(module: DynamicsModule, dm: TrajectoryDataModule, dtype: torch.dtyp
     """The loss of a few training windows, so a bad method or model fails now, not in the first epoch."""
     dataset = dm.datasets["train"]
     batch = default_collate([dataset[i] for i in range(min(4, len(dataset)))])
-    module.to(dtype)
+    # Not module.to(dtype), which would drop the imaginary part of complex weights (Fourier layers): real
+    # tensors take the precision, complex ones its complex counterpart.
+    complex_dtype = torch.complex128 if dtype == torch.float64 else torch.complex64
+    module._apply(lambda t: t.to(dtype) if t.is_floating_point() else t.to(complex_dtype) if t.is_complex()
+                  else t)
     with torch.no_grad():
         loss = module.losses(batch)["loss"]
     if not torch.isfinite(loss):
@@ -243,7 +247,10 @@ def _trainer(cfg: dict[str, Any], run_dir: Path, monitor: str, has_val: bool) ->
         value = cfg[key]
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"training.{key} must be an integer >= 1, got {value!r}")
-    patience, clip = cfg["early_stopping_patience"], cfg["grad_clip"]
+    patience, clip, max_time = cfg["early_stopping_patience"], cfg["grad_clip"], cfg["max_time"]
+    if max_time is not None and (isinstance(max_time, bool) or not isinstance(max_time, int | float)
+                                 or not max_time > 0):
+        raise ValueError(f"training.max_time must be null or a number of seconds > 0, got {max_time!r}")
     if patience is not None and (isinstance(patience, bool) or not isinstance(patience, int) or patience < 1):
         raise ValueError(f"training.early_stopping_patience must be null or an integer >= 1: {patience!r}")
     if clip is not None and (isinstance(clip, bool) or not isinstance(clip, int | float) or not clip > 0):
