@@ -182,11 +182,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="pendulum and Lorenz at 30 %% and the periodic "
                         "set, fewer steps and sequences, no defaults row")
-    parser.add_argument("--steps", type=int, help="optimiser steps per model (default 150, quick 60)")
+    parser.add_argument("--steps", type=int, help="optimiser steps per model (default 120, quick 60)")
     parser.add_argument("--no-defaults", action="store_true", help="skip the defaults-only row")
     args = parser.parse_args()
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)  # no banner and summary per fit
-    steps = args.steps or (60 if args.quick else 150)
+    steps = args.steps or (60 if args.quick else 120)
     n_train, n_test = (64, 16) if args.quick else (128, 32)
     torch.manual_seed(0)
     tasks = make_tasks(args.quick, n_train, n_test)

@@ -184,11 +184,13 @@ def _trajectories(report: Report, path: Path) -> None:
     for j in range(shown):
         for i in range(n_comp):
             ax = axes[i, j]
-            # the truth where known (a masked file may hold NaN where nothing was observed)
-            ax.plot(times[j], truth[j, :, i], label="true", **TRUE_STYLE)
+            # The truth where known: with a mask only the observed entries are (the loader keeps the others
+            # finite, at 0), so they are drawn as points, not joined into a line through unknown values.
             if observed is not None and not observed[j, :, i].all():
                 seen = observed[j, :, i]
                 ax.plot(times[j][seen], truth[j, seen, i], "o", color="black", ms=3, label="observed")
+            else:
+                ax.plot(times[j], truth[j, :, i], label="true", **TRUE_STYLE)
             if context > 1:
                 ax.axvline(times[j][context - 1], color="grey", ls=":", lw=1, label="end of context")
             samples = pred[j, :, :, i]

@@ -247,10 +247,7 @@ def _trainer(cfg: dict[str, Any], run_dir: Path, monitor: str, has_val: bool) ->
         value = cfg[key]
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"training.{key} must be an integer >= 1, got {value!r}")
-    patience, clip, max_time = cfg["early_stopping_patience"], cfg["grad_clip"], cfg["max_time"]
-    if max_time is not None and (isinstance(max_time, bool) or not isinstance(max_time, int | float)
-                                 or not max_time > 0):
-        raise ValueError(f"training.max_time must be null or a number of seconds > 0, got {max_time!r}")
+    patience, clip = cfg["early_stopping_patience"], cfg["grad_clip"]
     if patience is not None and (isinstance(patience, bool) or not isinstance(patience, int) or patience < 1):
         raise ValueError(f"training.early_stopping_patience must be null or an integer >= 1: {patience!r}")
     if clip is not None and (isinstance(clip, bool) or not isinstance(clip, int | float) or not clip > 0):
