@@ -26,6 +26,7 @@ solver: Kim et al.'s failure case), "scaled NODE" (``scaled_node``: per-species 
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 import tempfile
 import time
@@ -103,12 +104,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate-sets", type=int, default=256, help="rate sets of the solver table")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
+    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)  # the table, not Lightning's banners
     system, t = systems.get("robertson"), log_grid()
     train = system.simulate(args.n_train, t=t, seed=0)
     # Held-out initial states: fresh mixtures of A and C (the training seed's first state is (1, 0, 0)).
     y1 = 0.5 + 0.5 * torch.rand(args.n_test, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
     test = system.simulate(x0=torch.stack([y1, torch.zeros_like(y1), 1 - y1], -1), t=t)
-    epochs = {"naive": 20 if args.quick else 300, "scaled": 40 if args.quick else 500}
+    # The naive NODE fails whatever its budget (Kim et al.), and each of its epochs is slow (its field keeps
+    # the solver's steps short over 1e5 time units): 60 epochs show it. The scaled NODE and kinetics rows
+    # train with fit's defaults (the recipe's step budget) unless --quick.
+    epochs = {"naive": 20 if args.quick else 60}
     naive = {"data": {"normalization": "none"},
              "model": {"name": "node", "width": 32, "depth": 3, "activation": "tanh", "method": "rodas5p",
                        "rtol": 1e-6, "atol": 1e-9},
@@ -116,7 +121,8 @@ def main(argv: list[str] | None = None) -> int:
              "training": {"max_epochs": epochs["naive"], "lr": 3e-3}}
     configs = {
         "naive NODE": naive,
-        "scaled NODE": {"model": {"name": "scaled_node"}, "training": {"max_epochs": epochs["scaled"]}},
+        "scaled NODE": {"model": {"name": "scaled_node"},
+                        "training": {"max_epochs": 40} if args.quick else {}},
         "kinetics": {"model": {"name": "kinetics", "reactions": REACTIONS}},
     }
     print(f"Robertson, {args.n_train} training / {args.n_test} held-out initial states, t = 0 and 50 "

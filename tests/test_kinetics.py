@@ -202,3 +202,16 @@ def test_fit_names_the_species_after_the_reactions_where_the_file_names_them_oth
     with pytest.raises(ValueError, match="unknown species 'D'"):
         prepare({"data": {"path": str(path)}, "model": {"name": "kinetics", "reactions": ["A -> D"],
                                                          "species": ["A", "B", "C"]}}, tmp_path / "run2")
+
+
+@pytest.mark.slow
+def test_the_robertson_kinetics_example_recovers_the_rate_constants(tmp_path):
+    from physdyn.evaluation import run_example
+
+    report = run_example("robertson-kinetics", tmp_path / "out", max_epochs=3, log=lambda line: None)
+    m = report.metrics
+    rates = m["learned_parameters"]["rate_constants"]
+    for (reaction, k), true in zip(rates.items(), TRUE_RATES, strict=True):
+        assert abs(k / true - 1) < 0.05, reaction
+    assert m["mass_error"]["worst"] <= 1e-12 and m["positivity_violation"]["count"] == 0
+    assert max(m["species_error"].values()) < 0.01

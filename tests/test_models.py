@@ -7,7 +7,11 @@ import torch
 
 from physdyn import models
 
-VECTOR_FIELD_MODELS = [n for n in models.names() if "vector_field" in models.model_class(n).capabilities]
+# Autonomous MLP fields (width, depth, activation); kinetics (rate constants, no network) and the log-time
+# scaled_node (non-autonomous) have tests of their own in test_kinetics.py.
+VECTOR_FIELD_MODELS = [n for n in models.names() if "vector_field" in models.model_class(n).capabilities
+                       and "width" in models.defaults(n)
+                       and getattr(models.model_class(n), "autonomous", True)]
 
 
 @pytest.mark.parametrize("name", VECTOR_FIELD_MODELS)

@@ -114,6 +114,7 @@ EXAMPLES: dict[str, Example] = {
         config={
             # the reactions as a chemist writes them; everything else is fit's kinetics recipe (the rate
             # constants estimated from the data, then refined through the stiff solver)
+            "data": {},
             "model": {"name": "kinetics", "reactions": ["A -> B", "2 B -> B + C", "B + C -> A + C"]},
             "training": {"max_epochs": 60, "seed": 0, "progress_bar": False},
         },

@@ -42,6 +42,8 @@ class ScaledNeuralODE(VectorFieldModel):
     normalization = "species"
     objective = "kinetics_matching"
     state_rank = 1
+    #: the field depends on absolute time (log time): rollouts are not shifted to start at 0
+    autonomous = False
 
     def __init__(
         self,

@@ -30,7 +30,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "max_gap": "auto",  # no window spans a longer step; auto: 5 x the median step; null: no limit
         "window": 10,  # samples per training window
         "stride": 1,  # samples between window starts
-        "normalization": "auto",  # standard | channel | scale | none | auto (the model's own choice)
+        "normalization": "auto",  # standard | channel | scale | species | none | auto (the model's choice)
         "batch_size": 64,
         "num_workers": 0,
     },

@@ -222,7 +222,7 @@ def _sequence_recipe(traj: Trajectories, objective: str, config: Mapping[str, An
 #: constants (already within a few per cent on Robertson), at one full batch per step.
 KINETICS_STEPS = 60
 #: ... and for a network field (scaled_node), trained from scratch.
-NETWORK_STEPS = 500
+NETWORK_STEPS = 300
 
 
 def _kinetics(traj: Trajectories, config: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
