@@ -238,3 +238,31 @@ def test_datamodule_fits_the_normalizer_on_training_trajectories_only(tmp_path):
     for t_w in batch["t"].numpy():
         rows = [i for i in range(10) if np.isin(t_w, t_all[i]).all()]  # float64, exactly the file's
         assert len(rows) == 1 and rows[0] in dm.split["train"]
+
+
+def test_per_trajectory_parameters_reach_every_batch(tmp_path):
+    """Robertson runs at their own k1: each window and sequence carries its trajectory's k1, through the
+    data module's split and normalisation, so a parameter-conditioned model can read it."""
+    import physdyn.systems
+    from physdyn.data import SequenceDataset, TrajectoryDataModule, WindowDataset, save
+
+    k1 = torch.tensor([0.02, 0.03, 0.04, 0.05, 0.06, 0.07], dtype=torch.float64)
+    rober = physdyn.systems.get("robertson")
+    traj = rober.simulate(x0=torch.tensor([[1.0, 0.0, 0.0]], dtype=torch.float64).expand(6, 3),
+                          t=torch.logspace(-5, 2, 12, dtype=torch.float64), params={"k1": k1})
+    windows = WindowDataset(traj, window=4, stride=4)
+    assert windows.param_names == tuple(sorted(traj.params)) and windows.param_names[0] == "k1"
+    for k, (i, _) in enumerate(windows.index):
+        assert windows[k]["params"].tolist() == [float(traj.params[name][i]) for name in windows.param_names]
+    sequences = SequenceDataset(traj)
+    assert [float(sequences[i]["params"][0]) for i in range(6)] == k1.tolist()
+    save(traj, tmp_path / "rober.h5")
+    dm = TrajectoryDataModule(tmp_path / "rober.h5", window=4, stride=4, split=[0.5, 0.5, 0.0],
+                              normalization="standard", max_gap=None)
+    dm.setup()
+    train = dm.datasets["train"]
+    batch = torch.utils.data.default_collate([train[k] for k in range(len(train))])
+    expected = torch.stack([k1[i] for i, _ in train.index])
+    torch.testing.assert_close(batch["params"][:, 0], expected)  # physical units, not normalised
+    plain = Trajectories(t=torch.linspace(0, 1, 5), states=torch.zeros(2, 5, 3))
+    assert "params" not in WindowDataset(plain, 3)[0]

@@ -10,6 +10,15 @@ from ._splits import Segment
 from ._trajectories import Trajectories
 
 
+def per_trajectory_params(traj: Trajectories) -> tuple[tuple[str, ...], Tensor | None]:
+    """The names (sorted) and values (N, P) float64 of the trajectories' own parameters, None without any:
+    what a parameter-conditioned model reads of each sample (e.g. the rate constants of each run)."""
+    names = tuple(sorted(traj.params))
+    if not names:
+        return names, None
+    return names, torch.stack([traj.params[k].to(torch.float64) for k in names], -1)
+
+
 class WindowDataset(Dataset):
     """Windows of ``window`` consecutive samples, each inside one trajectory, starts ``stride`` apart.
 
@@ -20,6 +29,8 @@ class WindowDataset(Dataset):
     - ``"x"``: (W, *S) states;
     - ``"mask"``: (W, *S) bool, True where observed (all True when the data has no mask);
     - ``"dxdt"``: (W, *S) derivatives, only when the data has them;
+    - ``"params"``: (P,) float64, the trajectory's own parameters in physical units (``param_names``
+      orders them), only when the data has per-trajectory parameters;
     - ``"index"``: () the window's number k in this dataset (a fitted initial state is looked up by it).
 
     Windows lie inside ``segments`` (trajectory, start, stop) -- the parts of a split, by default whole
@@ -47,6 +58,7 @@ class WindowDataset(Dataset):
         self.x = traj.states.to(dtype)
         self.mask = (torch.ones_like(self.x, dtype=torch.bool) if traj.mask is None else traj.mask.bool())
         self.dxdt = None if traj.derivatives is None else traj.derivatives.to(dtype)
+        self.param_names, self.params = per_trajectory_params(traj)
         observed = self.mask.flatten(2).all(-1)  # (N, T): the whole state observed
         gap = torch.zeros(n, n_t, dtype=torch.bool)  # gap[i, k]: a step longer than max_gap ends at sample k
         if max_gap is not None and n_t > 1:
@@ -75,6 +87,8 @@ class WindowDataset(Dataset):
         item = {"t": self.t[i, w], "x": self.x[i, w], "mask": self.mask[i, w], "index": torch.tensor(k)}
         if self.dxdt is not None:
             item["dxdt"] = self.dxdt[i, w]
+        if self.params is not None:
+            item["params"] = self.params[i]
         return item
 
 
@@ -83,7 +97,8 @@ class SequenceDataset(Dataset):
 
     One item per segment (trajectory, start, stop) -- the parts of a split, by default whole trajectories,
     all of one length: ``"t"`` (L,) float64 times, ``"x"`` (L, *S), ``"mask"`` (L, *S) bool, ``"index"`` ()
-    the item's number in this dataset, and ``"dxdt"`` where the data has derivatives. For models that read a
+    the item's number in this dataset, ``"dxdt"`` where the data has derivatives and ``"params"`` (P,) where
+    it has per-trajectory parameters (as for :class:`WindowDataset`). For models that read a
     sequence of observations (latent models), where a missing first state is no obstacle.
     """
 
@@ -98,6 +113,7 @@ class SequenceDataset(Dataset):
         self.x = traj.states.to(dtype)
         self.mask = torch.ones_like(self.x, dtype=torch.bool) if traj.mask is None else traj.mask.bool()
         self.dxdt = None if traj.derivatives is None else traj.derivatives.to(dtype)
+        self.param_names, self.params = per_trajectory_params(traj)
         self.skipped: dict[str, int] = {}
 
     def __len__(self) -> int:
@@ -108,4 +124,6 @@ class SequenceDataset(Dataset):
         item = {"t": self.t[i, a:b], "x": self.x[i, a:b], "mask": self.mask[i, a:b], "index": torch.tensor(k)}
         if self.dxdt is not None:
             item["dxdt"] = self.dxdt[i, a:b]
+        if self.params is not None:
+            item["params"] = self.params[i]
         return item
