@@ -82,6 +82,20 @@ def _given(config: Mapping[str, Any], section: str, key: str) -> bool:
     return isinstance(values, Mapping) and key in values
 
 
+def _step_budget(config: Mapping[str, Any], put, reasons: list[str], windows: int, batch_cap: int, steps: int,
+                 fewest_epochs: int) -> None:
+    """Batches of at most ``batch_cap`` windows, epochs for about ``steps`` optimiser steps (about 80 % of the
+    windows are trained on), and a cosine schedule: what every windowed recipe ends with."""
+    batch = min(batch_cap, windows)
+    put("data", "batch_size", batch)
+    batch = config["data"]["batch_size"] if _given(config, "data", "batch_size") else batch
+    per_epoch = max(1, math.ceil(0.8 * windows / batch))
+    epochs = max(fewest_epochs, min(2000, math.ceil(steps / per_epoch)))
+    if put("training", "max_epochs", epochs):
+        reasons.append(f"{epochs} epochs of about {per_epoch} batches of {batch}: about {epochs * per_epoch} "
+                       "optimiser steps (training.max_epochs)")
+
+
 def choose(traj: Trajectories, objective: str, config: Mapping[str, Any],
            model_defaults: Mapping[str, Any] | None = None) -> tuple[dict[str, Any], list[str]]:
     """Settings for what ``config`` (the user's, before defaults) leaves open, and one line per choice.
@@ -141,14 +155,7 @@ def choose(traj: Trajectories, objective: str, config: Mapping[str, Any],
                            "each window starts from a fitted state, so the noise does not bias the field "
                            "(objective.initial_state=fitted)")
         windows, steps = n * max(1, math.ceil((n_t - 1) / max(window - 1, 1))), ROLLOUT_STEPS
-    batch = min(BATCH, windows)
-    put("data", "batch_size", batch)
-    batch = config["data"]["batch_size"] if _given(config, "data", "batch_size") else batch
-    per_epoch = max(1, math.ceil(0.8 * windows / batch))  # about 80 % of the windows are trained on
-    epochs = max(10, min(2000, math.ceil(steps / per_epoch)))
-    if put("training", "max_epochs", epochs):
-        reasons.append(f"{epochs} epochs of about {per_epoch} batches of {batch}: about {epochs * per_epoch} "
-                       "optimiser steps (training.max_epochs)")
+    _step_budget(config, put, reasons, windows, BATCH, steps, fewest_epochs=10)
     if put("training", "schedule", "cosine"):
         reasons.append("the learning rate anneals to 0 over the run (training.schedule=cosine)")
     return {section: values for section, values in chosen.items() if values}, reasons
@@ -171,14 +178,7 @@ def _unrolled_steps(traj: Trajectories, config: Mapping[str, Any], model_default
     stride = config["data"]["stride"] if _given(config, "data", "stride") else 1
     stride = stride if isinstance(stride, int) and stride >= 1 else 1
     windows = n * max(1, (n_t - window) // stride + 1)
-    batch = min(FIELD_BATCH, windows)
-    put("data", "batch_size", batch)
-    batch = config["data"]["batch_size"] if _given(config, "data", "batch_size") else batch
-    per_epoch = max(1, math.ceil(0.8 * windows / batch))
-    epochs = max(1, min(2000, math.ceil(FIELD_STEPS / per_epoch)))
-    if put("training", "max_epochs", epochs):
-        reasons.append(f"{epochs} epochs of about {per_epoch} batches of {batch}: about {epochs * per_epoch} "
-                       "optimiser steps (training.max_epochs)")
+    _step_budget(config, put, reasons, windows, FIELD_BATCH, FIELD_STEPS, fewest_epochs=1)
     if put("training", "schedule", "cosine"):
         reasons.append("the learning rate anneals to 0 over the run (training.schedule=cosine)")
     return {section: values for section, values in chosen.items() if values}, reasons
@@ -298,14 +298,7 @@ def _transitions(traj: Trajectories, config: Mapping[str, Any], put, reasons: li
                        f"epoch visits each step once (data.window={window}, "
                        f"data.stride={max(window - 1, 1)})")
     windows = n * max(1, math.ceil((n_t - 1) / max(window - 1, 1)))
-    batch = min(TRANSITION_BATCH, windows)
-    put("data", "batch_size", batch)
-    batch = config["data"]["batch_size"] if _given(config, "data", "batch_size") else batch
-    per_epoch = max(1, math.ceil(0.8 * windows / batch))
-    epochs = max(10, min(2000, math.ceil(TRANSITION_STEPS / per_epoch)))
-    if put("training", "max_epochs", epochs):
-        reasons.append(f"{epochs} epochs of about {per_epoch} batches of {batch}: about {epochs * per_epoch} "
-                       "optimiser steps (training.max_epochs)")
+    _step_budget(config, put, reasons, windows, TRANSITION_BATCH, TRANSITION_STEPS, fewest_epochs=10)
     put("training", "lr", 3e-3)
     if put("training", "schedule", "cosine"):
         reasons.append("the learning rate anneals to 0 over the run (training.schedule=cosine)")
