@@ -227,18 +227,7 @@ def _read_groups(f, path: Path, states_pattern: str, times_key: str, layout: str
 
 def _read(f, path, states_key, times_key, layout, mask_key, deriv_key, missing) -> Trajectories:
     def dataset(key: str) -> np.ndarray:
-        if key not in f:
-            found = ", ".join(_datasets(f)) or "none"
-            raise DataFormatError(f"{path}: key '{key}' not found (datasets: {found})")
-        if not isinstance(f[key], h5py.Dataset):
-            raise DataFormatError(f"{path}: key '{key}' is a group, not a dataset")
-        try:
-            value = np.asarray(f[key][()])
-        except (OSError, RuntimeError) as err:
-            raise DataFormatError(f"{path}: key '{key}' cannot be read, corrupt data ({err})") from None
-        if value.dtype.kind not in "biuf":
-            raise DataFormatError(f"{path}: key '{key}' must hold real numbers, got dtype {value.dtype}")
-        return value
+        return _dataset(f, path, key)
 
     x = _to_ntd(dataset(states_key), layout, path, states_key)
     if x.size == 0:
